@@ -1,0 +1,114 @@
+"""Attention pieces shared by every model: heads, the additive mask, the two attention paths, and
+channel mixing.
+
+Shapes: ``B`` batch, ``T`` sequence length, ``H`` heads, ``d`` head size, ``C = H * d`` model width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .alibi import alibi_bias, causal_mask
+
+__all__ = [
+    "split_heads",
+    "merge_heads",
+    "attention_bias",
+    "scaled_dot_product_attention",
+    "reference_attention",
+    "channel_mix",
+    "kronecker_lift",
+]
+
+
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """``(B, T, C)`` -> ``(B, H, T, d)``: head ``h`` owns channels ``h*d .. (h+1)*d - 1``."""
+    B, T, C = x.shape
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, T, d)`` -> ``(B, T, C)``, the inverse of :func:`split_heads`."""
+    B, H, T, d = x.shape
+    return x.transpose(1, 2).contiguous().view(B, T, H * d)
+
+
+def attention_bias(
+    t_q: int,
+    t_k: int,
+    slopes: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> torch.Tensor | None:
+    """The additive mask every attention path adds to ``QK^T / sqrt(d)``.
+
+    Causal always; plus ALiBi when ``slopes`` is given; plus ``-inf`` on padded keys when
+    ``attention_mask`` (``(B, t_k)``, 1 = real token, 0 = padding) is given. A query always sees its
+    own key, so a padded query still has one finite score and never produces NaN.
+
+    Returns ``None`` when the mask is purely causal (the fused ``is_causal`` path is then used),
+    otherwise a tensor broadcastable to ``(B, H, t_q, t_k)``.
+    """
+    if slopes is None and attention_mask is None:
+        return None
+    if slopes is not None:
+        bias = alibi_bias(slopes.to(dtype=dtype), t_q, t_k)  # (H, t_q, t_k)
+        device = bias.device
+    else:
+        allowed = causal_mask(t_q, t_k, device=device)
+        bias = torch.zeros(t_q, t_k, dtype=dtype, device=device).masked_fill(~allowed, float("-inf"))
+        bias = bias[None]  # (1, t_q, t_k)
+    if attention_mask is not None:
+        keep = attention_mask[:, None, None, :].to(device=device, dtype=torch.bool)  # (B, 1, 1, t_k)
+        own_key = torch.arange(t_k, device=device) == torch.arange(t_k - t_q, t_k, device=device)[:, None]
+        keep = keep | own_key  # (B, 1, t_q, t_k)
+        bias = bias[None].masked_fill(~keep, float("-inf"))  # (B, H, t_q, t_k)
+    return bias
+
+
+def scaled_dot_product_attention(q, k, v, bias=None, dropout_p: float = 0.0) -> torch.Tensor:
+    """Attention through PyTorch's fused kernel: ``softmax(QK^T/sqrt(d) + bias) V``.
+
+    ``q`` is ``(B, H, t_q, d)``, ``k`` and ``v`` are ``(B, H, t_k, d)``. With ``bias=None`` the
+    causal mask is applied by the kernel itself (``is_causal``), the fastest path.
+    """
+    if bias is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+
+
+def reference_attention(q, k, v, bias=None) -> torch.Tensor:
+    """The same attention written out in full, for tests and for the course to read.
+
+    ``softmax(Q K^T / sqrt(d) + bias) V`` with a causal mask when ``bias`` is None.
+    """
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, t_q, t_k)
+    if bias is None:
+        bias = torch.zeros(t_q, t_k, dtype=q.dtype, device=q.device)
+        bias = bias.masked_fill(~causal_mask(t_q, t_k, device=q.device), float("-inf"))
+    weights = torch.softmax(scores + bias, dim=-1)
+    return weights @ v  # (B, H, t_q, d)
+
+
+def channel_mix(x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """Apply ``mix ⊗ I_d`` to a tensor split into heads: head ``h`` becomes ``sum_g mix[h, g] * x_g``.
+
+    Each head-block of ``d`` channels is carried whole; channels inside a block are never mixed,
+    so a vector that reads as a token embedding still reads as one. ``x`` is ``(B, H, T, d)``,
+    ``mix`` is ``(H, H)``; the cost is ``H^2`` multiply-adds per channel, never a ``C x C`` matrix.
+    """
+    return torch.einsum("hg,bgtd->bhtd", mix, x)
+
+
+def kronecker_lift(mix: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """The dense ``C x C`` matrix ``mix ⊗ I_d`` -- for teaching and tests only.
+
+    ``merge_heads(channel_mix(split_heads(x), mix))`` equals ``x @ kronecker_lift(mix, d).T``; the
+    model never builds this matrix.
+    """
+    return torch.kron(mix, torch.eye(head_dim, dtype=mix.dtype, device=mix.device))
