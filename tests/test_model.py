@@ -1,0 +1,273 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tfa_core.model as model_module
+from tfa_core import GPTConfigALiBi, alibi_slopes, get_model, kronecker_lift, channel_mix, reference_attention
+from tfa_core.attention import attention_bias, merge_heads, scaled_dot_product_attention, split_heads
+
+MODELS = ["FactoredALiBi", "Factored", "Vanilla", "SASP"]
+
+
+def ids(config, batch=2, length=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, config.vocab_size, (batch, length or config.block_size), generator=g)
+
+
+# -- attention paths -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_sdpa_equals_plain_softmax_attention_with_alibi(padded):
+    B, H, T, d = 2, 6, 12, 8
+    q, k, v = (torch.randn(B, H, T, d) for _ in range(3))
+    mask = None
+    if padded:
+        mask = torch.ones(B, T)
+        mask[0, :4] = 0
+    bias = attention_bias(T, T, alibi_slopes(H), mask)
+    fast = scaled_dot_product_attention(q, k, v, bias)
+    plain = reference_attention(q, k, v, bias)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+    # and written out by hand, without any helper
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d) + bias
+    torch.testing.assert_close(fast, torch.softmax(scores, -1) @ v, atol=1e-5, rtol=0)
+
+
+def test_fused_causal_path_equals_plain():
+    q, k, v = (torch.randn(2, 4, 9, 8) for _ in range(3))
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v), reference_attention(q, k, v), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_logits_equal_with_the_plain_attention(name, tiny_config, monkeypatch):
+    config = tiny_config.copy(use_v=True, use_proj=True)
+    model = get_model(name, config).eval()
+    x = ids(config)
+    fast = model(x)["logits"]
+    import tfa_core.baselines as baselines_module
+
+    def plain(q, k, v, bias=None, dropout_p=0.0):
+        return reference_attention(q, k, v, bias)
+
+    monkeypatch.setattr(model_module, "scaled_dot_product_attention", plain)
+    monkeypatch.setattr(baselines_module, "scaled_dot_product_attention", plain)
+    torch.testing.assert_close(model(x)["logits"], fast, atol=1e-5, rtol=0)
+
+
+# -- channel mixing --------------------------------------------------------------------------
+
+def test_channel_mix_is_the_kronecker_lift():
+    H, d = 4, 5
+    x = torch.randn(2, 7, H * d)
+    mix = torch.randn(H, H)
+    by_heads = merge_heads(channel_mix(split_heads(x, H), mix))
+    dense = x @ kronecker_lift(mix, d).T
+    torch.testing.assert_close(by_heads, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_value_mix_moves_whole_head_blocks():
+    """V = a permutation of heads moves each head's d channels unchanged to another head."""
+    H, d = 3, 4
+    x = torch.arange(2 * H * d, dtype=torch.float32).view(1, 2, H * d)
+    swap = torch.tensor([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    y = merge_heads(channel_mix(split_heads(x, H), swap))
+    assert torch.equal(y[..., :d], x[..., d:2 * d]) and torch.equal(y[..., 2 * d:], x[..., 2 * d:])
+
+
+def test_identity_mixes_change_nothing(tiny_config):
+    plain = get_model("FactoredALiBi", tiny_config).eval()
+    mixed = get_model("FactoredALiBi", tiny_config.copy(use_v=True, use_proj=True)).eval()
+    mixed.load_state_dict(plain.state_dict(), strict=False)  # v_mix and proj_mix stay the identity
+    x = ids(tiny_config)
+    torch.testing.assert_close(mixed(x)["logits"], plain(x)["logits"], atol=1e-6, rtol=0)
+
+
+def test_block_matches_the_two_stream_equations(tiny_config):
+    """xt changes only by attention of values taken from xt; xe only by the MLP."""
+    config = tiny_config.copy(use_v=True, use_proj=True)
+    model = get_model("FactoredALiBi", config).eval()
+    block = model.transformer.h[0]
+    with torch.no_grad():
+        block.attn.v_mix.copy_(torch.randn(4, 4))
+        block.attn.proj_mix.copy_(torch.randn(4, 4))
+    xt, xe = torch.randn(2, 10, 32), torch.randn(2, 10, 32)
+    new_xt, new_xe = block(xt, xe)
+    h = block.ln_1(xt + xe)
+    q, k = (split_heads(t, 4) for t in block.attn.c_attn(h).split(32, dim=2))
+    v = split_heads(xt @ kronecker_lift(block.attn.v_mix, 8).T, 4)
+    y = reference_attention(q, k, v, attention_bias(10, 10, block.attn.alibi_slopes))
+    expected_xt = xt + merge_heads(y) @ kronecker_lift(block.attn.proj_mix, 8).T
+    expected_xe = xe + block.mlp(block.ln_2(expected_xt + xe))
+    torch.testing.assert_close(new_xt, expected_xt, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(new_xe, expected_xe, atol=1e-5, rtol=1e-5)
+
+
+# -- positions -------------------------------------------------------------------------------
+
+def test_nothing_positional_reaches_xt(tiny_config):
+    """The same token at every position: without positional input every position is identical."""
+    x = torch.full((1, 12), 7)
+    alibi = get_model("FactoredALiBi", tiny_config).eval()
+    streams = alibi(x, return_streams=True)["streams"]
+    assert torch.equal(streams[0][0][0], alibi.transformer.wte.weight[7].expand(12, -1))
+    assert torch.count_nonzero(streams[0][1]) == 0  # xe starts at zero
+    for xt, xe in streams:
+        torch.testing.assert_close(xt[0], xt[0, :1].expand(12, -1), atol=1e-6, rtol=0)
+        torch.testing.assert_close(xe[0], xe[0, :1].expand(12, -1), atol=1e-6, rtol=0)
+    assert not any("wpe" in name for name, _ in alibi.named_parameters())
+    # the learned-position model's xt already differs by position at the input
+    learned = get_model("Factored", tiny_config).eval()
+    xt0 = learned(x, return_streams=True)["streams"][0][0][0]
+    assert not torch.allclose(xt0[0], xt0[1])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_causality(name, tiny_config):
+    model = get_model(name, tiny_config).eval()
+    x = ids(tiny_config)
+    changed = x.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % tiny_config.vocab_size
+    a, b = model(x)["logits"], model(changed)["logits"]
+    torch.testing.assert_close(a[:, :10], b[:, :10], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_custom_slopes_are_used(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config).eval()
+    attn = model.transformer.h[0].attn
+    assert torch.equal(attn.alibi_slopes, torch.tensor([0.25, 0.0625, 0.015625, 0.00390625]))
+    x = ids(tiny_config, batch=1)
+    before = model(x)["logits"]
+    # very steep slopes: each query sees only its own key, so attention returns xt itself
+    attn.alibi_slopes.data = torch.full((4,), 1e4)
+    xt0, xt1 = (s[0] for s in model(x, return_streams=True)["streams"][:2])
+    torch.testing.assert_close(xt1, 2 * xt0, atol=1e-6, rtol=0)
+    assert not torch.allclose(model(x)["logits"], before)
+    assert "transformer.h.0.attn.alibi_slopes" in model.state_dict()  # saved with the weights
+
+
+def test_left_padding_leaves_alibi_logits_unchanged(tiny_config):
+    """ALiBi depends only on distances, so a left-padded sequence gives the same logits."""
+    model = get_model("FactoredALiBi", tiny_config).eval()
+    x = ids(tiny_config, batch=1, length=10)
+    padded = torch.cat([torch.zeros(1, 6, dtype=torch.long), x], dim=1)
+    mask = torch.cat([torch.zeros(1, 6), torch.ones(1, 10)], dim=1)
+    out = model(padded, attention_mask=mask)["logits"]
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[:, 6:], model(x)["logits"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["Vanilla", "SASP", "Factored"])
+def test_right_padding_leaves_real_tokens_unchanged(name, tiny_config):
+    model = get_model(name, tiny_config).eval()
+    x = ids(tiny_config, batch=1, length=10)
+    padded = torch.cat([x, torch.zeros(1, 6, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 10), torch.zeros(1, 6)], dim=1)
+    torch.testing.assert_close(model(padded, attention_mask=mask)["logits"][:, :10], model(x)["logits"], atol=1e-5, rtol=0)
+
+
+# -- lengths ---------------------------------------------------------------------------------
+
+def test_lengths_up_to_the_limit_and_past_it(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config).eval()
+    limit = tiny_config.max_position_embeddings
+    assert limit == 64
+    assert model(ids(tiny_config, batch=1, length=limit))["logits"].shape == (1, limit, 50)
+    with pytest.raises(ValueError, match="sequence length 65 is longer than this model accepts .64.: raise config.max_position_embeddings"):
+        model(ids(tiny_config, batch=1, length=limit + 1))
+
+
+@pytest.mark.parametrize("name", ["Factored", "Vanilla", "SASP"])
+def test_learned_positions_stop_at_block_size(name, tiny_config):
+    model = get_model(name, tiny_config).eval()
+    assert model(ids(tiny_config, batch=1, length=16))["logits"].shape == (1, 16, 50)
+    with pytest.raises(ValueError, match="learned position table covers only block_size=16"):
+        model(ids(tiny_config, batch=1, length=17))
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "make, error, words",
+    [
+        (lambda: torch.zeros(2, 5), TypeError, "integer token ids"),
+        (lambda: torch.zeros(5, dtype=torch.long), ValueError, "input_ids\\[None\\]"),
+        (lambda: torch.zeros(1, 0, dtype=torch.long), ValueError, "empty"),
+        (lambda: torch.full((1, 3), 50), ValueError, "token ids must be in \\[0, 50\\)"),
+        (lambda: [[1, 2, 3]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(make, error, words, tiny_config):
+    model = get_model("FactoredALiBi", tiny_config)
+    with pytest.raises(error, match=words):
+        model(make())
+
+
+def test_mask_and_labels_must_match_the_inputs(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config)
+    x = ids(tiny_config)
+    with pytest.raises(ValueError, match="attention_mask must have the shape"):
+        model(x, attention_mask=torch.ones(2, 3))
+    with pytest.raises(ValueError, match="labels must have the shape"):
+        model(x, labels=x[:, :4])
+
+
+def test_model_needs_a_vocabulary_and_a_known_name():
+    with pytest.raises(ValueError, match="update_from_tokenizer"):
+        get_model("FactoredALiBi", GPTConfigALiBi(vocab_size=None))
+    with pytest.raises(ValueError, match=r"available models are \['FactoredALiBi', 'Factored', 'Vanilla', 'SASP'\]"):
+        get_model("GPT5", GPTConfigALiBi())
+
+
+# -- loss and learning -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", MODELS)
+def test_loss_at_initialisation_is_ln_vocab(name):
+    config = GPTConfigALiBi(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=1000, dropout=0.0)
+    model = get_model(name, config)
+    x = ids(config, batch=8)
+    loss = model(x, labels=x)["loss"].item()
+    assert abs(loss - math.log(1000)) < 0.1
+
+
+def test_labels_are_shifted_inside_and_minus_100_ignored(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config).eval()
+    x = ids(tiny_config)
+    out = model(x, labels=x)
+    expected = F.cross_entropy(out["logits"][:, :-1].reshape(-1, 50), x[:, 1:].reshape(-1))
+    torch.testing.assert_close(out["loss"], expected)
+    labels = x.clone()
+    labels[:, 8:] = -100
+    partial = model(x, labels=labels)["loss"]
+    expected = F.cross_entropy(out["logits"][:, :7].reshape(-1, 50), x[:, 1:8].reshape(-1))
+    torch.testing.assert_close(partial, expected)
+    assert model(x)["loss"] is None
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_small_model_overfits_one_batch(name, tiny_config):
+    model = get_model(name, tiny_config.copy(use_v=True, use_proj=True))
+    x = ids(tiny_config, batch=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(150):
+        loss = model(x, labels=x)["loss"]
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert first > 3.5 and loss.item() < 0.3
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config)
+    x = ids(tiny_config)
+    model(x, labels=x)["loss"].backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model(x, labels=x)["loss"].backward()
+    for a, p in zip(plain, model.parameters()):
+        torch.testing.assert_close(p.grad, a, atol=1e-6, rtol=1e-5)
