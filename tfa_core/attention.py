@@ -50,10 +50,13 @@ def attention_bias(
     ``attention_mask`` (``(B, t_k)``, 1 = real token, 0 = padding) is given. A query always sees its
     own key, so a padded query still has one finite score and never produces NaN.
 
-    Returns ``None`` when the mask is purely causal (the fused ``is_causal`` path is then used),
-    otherwise a tensor broadcastable to ``(B, H, t_q, t_k)``.
+    The queries are the last ``t_q`` of the ``t_k`` keys (``t_q < t_k`` in cached decoding).
+
+    Returns ``None`` when the mask is purely causal and square (the fused ``is_causal`` path is then
+    used), otherwise a tensor broadcastable to ``(B, H, t_q, t_k)``. With fewer queries than keys the
+    mask is always built here: PyTorch's ``is_causal`` would align the queries with the *first* keys.
     """
-    if slopes is None and attention_mask is None:
+    if slopes is None and attention_mask is None and t_q == t_k:
         return None
     if slopes is not None:
         bias = alibi_bias(slopes.to(dtype=dtype), t_q, t_k)  # (H, t_q, t_k)
@@ -74,9 +77,15 @@ def scaled_dot_product_attention(q, k, v, bias=None, dropout_p: float = 0.0) -> 
     """Attention through PyTorch's fused kernel: ``softmax(QK^T/sqrt(d) + bias) V``.
 
     ``q`` is ``(B, H, t_q, d)``, ``k`` and ``v`` are ``(B, H, t_k, d)``. With ``bias=None`` the
-    causal mask is applied by the kernel itself (``is_causal``), the fastest path.
+    causal mask is applied by the kernel itself (``is_causal``), the fastest path; that needs as
+    many queries as keys, because the kernel puts the queries at the start of the keys, not the end.
     """
     if bias is None:
+        if q.shape[-2] != k.shape[-2]:
+            raise ValueError(
+                f"bias=None means a square causal mask, but there are {q.shape[-2]} queries and "
+                f"{k.shape[-2]} keys; pass bias=attention_bias(t_q, t_k, ...) for cached decoding"
+            )
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
 
