@@ -26,6 +26,8 @@ from .data import (
     random_batch,
     train_val_split,
 )
+from .generation import generate_tokens, stream_generate
+from .kv_cache import KVCache
 from .language_model import CausalLanguageModel, causal_lm_loss
 from .model import FactoredTransformerModel, FactoredTransformerModelALiBi
 from .baselines import SASPTransformer, VanillaGPT

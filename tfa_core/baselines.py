@@ -6,6 +6,9 @@
   (2023), "Simplifying Transformer Blocks": a parallel block ``x + b_SA * A(LN(x)) + b_FF * MLP(LN(x))``
   with "shaped" attention ``A = a I + b softmax(QK^T/sqrt(d) + causal) - g U``, ``U`` the uniform
   average over the past; values are the normalised input unless ``use_v``.
+
+Both read and extend a key/value cache when decoding (see ``kv_cache.py``); SASP's ``U v`` for a new
+token is the mean of every cached value up to and including its own.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, attention_mask=None):
-        T = x.shape[1]
+    def forward(self, x, attention_mask=None, cache=None):
         q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
-        bias = attention_bias(T, T, None, attention_mask, dtype=q.dtype, device=q.device)
+        # q, k, v: (B, H, T, d)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
+        bias = attention_bias(q.shape[2], k.shape[2], None, attention_mask, dtype=q.dtype, device=q.device)
         y = scaled_dot_product_attention(q, k, v, bias, self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
@@ -47,8 +52,8 @@ class VanillaBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, attention_mask=None):
-        x = x + self.attn(self.ln_1(x), attention_mask)
+    def forward(self, x, attention_mask=None, cache=None):
+        x = x + self.attn(self.ln_1(x), attention_mask, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -69,14 +74,18 @@ class _LearnedPositionModel(CausalLanguageModel):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight
 
-    def forward(self, input_ids, attention_mask=None, labels=None):
+    def forward(self, input_ids, attention_mask=None, labels=None, past_key_values=None, use_cache=False):
         self.check_inputs(input_ids, attention_mask, labels)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        cache = self.prepare_cache(input_ids, attention_mask, past_key_values, use_cache)
+        positions = self.positions(input_ids, cache)  # (T,): after the cached tokens
         x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(positions))
-        for block in self.transformer.h:
-            x = self.run_block(block, x, attention_mask)
-        logits = self.lm_head(self.transformer.ln_f(x))
-        return {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
+        for block, layer_cache in zip(self.transformer.h, self.layer_caches(cache)):
+            x = self.run_block(block, x, attention_mask, layer_cache)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        out = {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
+        if cache is not None:
+            out["past_key_values"] = cache
+        return out
 
 
 class VanillaGPT(_LearnedPositionModel):
@@ -107,13 +116,16 @@ class ShapedAttention(nn.Module):
         self.beta = nn.Parameter(torch.full((H,), 0.1))
         self.gamma = nn.Parameter(torch.full((H,), 0.1))
 
-    def forward(self, h, attention_mask=None):
+    def forward(self, h, attention_mask=None, cache=None):
         T = h.shape[1]
         q, k = split_heads(self.q(h), self.n_head), split_heads(self.k(h), self.n_head)  # (B, H, T, d)
-        v = split_heads(self.v(h) if self.v is not None else h, self.n_head)
-        bias = attention_bias(T, T, None, attention_mask, dtype=q.dtype, device=q.device)
-        softmax_part = scaled_dot_product_attention(q, k, v, bias, self.dropout if self.training else 0.0)
-        uniform_part = causal_mean(v, attention_mask)  # U v
+        v = split_heads(self.v(h) if self.v is not None else h, self.n_head)  # (B, H, T, d)
+        keys, values = cache.append(k, v) if cache is not None else (k, v)  # (B, H, T_past + T, d)
+        bias = attention_bias(T, keys.shape[2], None, attention_mask, dtype=q.dtype, device=q.device)
+        dropout_p = self.dropout if self.training else 0.0
+        softmax_part = scaled_dot_product_attention(q, keys, values, bias, dropout_p)
+        # U v: the mean of the values up to each new token, cached ones included
+        uniform_part = causal_mean(values, attention_mask)[:, :, -T:]  # (B, H, T, d)
         a, b, g = (p.view(1, -1, 1, 1) for p in (self.alpha, self.beta, self.gamma))
         y = merge_heads(a * v + b * softmax_part - g * uniform_part)
         return self.c_proj(y) if self.c_proj is not None else y
@@ -140,9 +152,9 @@ class SASPBlock(nn.Module):
         self.beta_sa = nn.Parameter(torch.tensor(1.0))
         self.beta_ff = nn.Parameter(torch.tensor(0.2))
 
-    def forward(self, x, attention_mask=None):
+    def forward(self, x, attention_mask=None, cache=None):
         h = self.ln(x)
-        return x + self.beta_sa * self.attn(h, attention_mask) + self.beta_ff * self.mlp(h)
+        return x + self.beta_sa * self.attn(h, attention_mask, cache) + self.beta_ff * self.mlp(h)
 
 
 class SASPTransformer(_LearnedPositionModel):

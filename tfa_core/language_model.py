@@ -1,7 +1,8 @@
 """What every model in the registry shares: input checks, the shifted loss, generation, parameter
 counts, weight initialisation and gradient checkpointing.
 
-Each model file (``model.py``, ``baselines.py``) only has to say how logits come from token ids.
+Each model file (``model.py``, ``baselines.py``) only has to say how logits come from token ids,
+and how its attention reads and extends a key/value cache (``kv_cache.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .sampling import check_sampling_args, sample_next_token
+from .generation import generate_tokens
+from .kv_cache import KVCache, LayerCache
 
 __all__ = ["CausalLanguageModel", "causal_lm_loss"]
 
@@ -35,9 +37,10 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class CausalLanguageModel(nn.Module):
     """Base class: a causal language model built from a :class:`~tfa_core.GPTConfigALiBi`.
 
-    Subclasses set ``self.config`` and define ``forward(input_ids, attention_mask=None, labels=None)``
-    returning ``{"loss", "logits"}``; they call :meth:`check_inputs` first and :func:`causal_lm_loss`
-    last.
+    Subclasses set ``self.config`` and define ``forward(input_ids, attention_mask=None, labels=None,
+    past_key_values=None, use_cache=False)`` returning ``{"loss", "logits"}`` (plus
+    ``"past_key_values"`` when a cache is used); they call :meth:`check_inputs` and
+    :meth:`prepare_cache` first and :func:`causal_lm_loss` last.
     """
 
     #: True when position information is a table indexed by position (stops at ``block_size``)
@@ -96,6 +99,74 @@ class CausalLanguageModel(nn.Module):
                 raise ValueError(f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, "
                                  f"got {tuple(other.shape)}")
 
+    # -- key/value cache ---------------------------------------------------------------------
+    def new_kv_cache(self, capacity: int | None = None) -> KVCache:
+        """An empty :class:`~tfa_core.KVCache` for this model, holding up to ``capacity`` tokens
+        (default and most: ``max_sequence_length``). Its buffers are allocated at the first forward
+        pass, ``(B, H, capacity, d)`` per layer for keys and again for values."""
+        capacity = self.max_sequence_length if capacity is None else capacity
+        if capacity > self.max_sequence_length:
+            raise ValueError(f"capacity {capacity} is more than this model accepts "
+                             f"(max_sequence_length={self.max_sequence_length}); leave it None")
+        return KVCache(self.config.n_layer, capacity)
+
+    def prepare_cache(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False):
+        """The cache this forward pass reads and extends: ``past_key_values``, a new one when only
+        ``use_cache`` is set, or ``None`` for no cache. Raises a clear error when the new tokens
+        cannot follow the cached ones."""
+        if past_key_values is None and not use_cache:
+            return None
+        if attention_mask is not None:
+            raise ValueError(
+                "attention_mask cannot be combined with a key/value cache (past_key_values or "
+                "use_cache=True): padded batches are not supported while decoding with a cache; "
+                "decode unpadded sequences, or run without the cache"
+            )
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            raise ValueError("a key/value cache is for inference: call model.eval() or use "
+                             "torch.no_grad() (gradient checkpointing would fill the cache twice)")
+        cache = self.new_kv_cache() if past_key_values is None else past_key_values
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"past_key_values must be a KVCache (from model.new_kv_cache() or the "
+                            f"output of a forward pass with use_cache=True), got {type(cache).__name__}")
+        if len(cache) != self.config.n_layer:
+            raise ValueError(f"past_key_values has {len(cache)} layers but the model has "
+                             f"n_layer={self.config.n_layer}; make it with model.new_kv_cache()")
+        if cache.batch_size not in (None, input_ids.shape[0]):
+            raise ValueError(f"past_key_values holds a batch of {cache.batch_size} but input_ids has "
+                             f"{input_ids.shape[0]} rows; use one cache per batch")
+        self.check_cache_room(cache, input_ids.shape[1])
+        return cache
+
+    def check_cache_room(self, cache: KVCache, new_tokens: int) -> None:
+        """Raise a clear error when ``new_tokens`` more tokens cannot follow the cached ones."""
+        total = cache.length + new_tokens
+        if total > self.max_sequence_length:
+            if self.learned_positions:
+                why = (f"positions cannot go past block_size={self.config.block_size}, the size of "
+                       "the learned position table; start a new cache from the latest tokens "
+                       "(generate does this), or use an ALiBi model, which can go further (up to "
+                       "config.max_position_embeddings)")
+            else:
+                why = ("raise config.max_position_embeddings and rebuild the model, or start a new "
+                       "cache from the latest tokens (generate does this)")
+            raise ValueError(f"the cache holds {cache.length} tokens and {new_tokens} more make "
+                             f"{total}, longer than this model accepts ({self.max_sequence_length}): {why}")
+        if total > cache.capacity:
+            raise ValueError(f"the cache is full: it holds {cache.length} of {cache.capacity} tokens "
+                             f"and {new_tokens} more do not fit; make a larger one with "
+                             "model.new_kv_cache(), or start again from the latest tokens")
+
+    def layer_caches(self, cache: KVCache | None) -> list[LayerCache | None]:
+        """One entry per block: that layer's cache, or ``None`` when there is no cache."""
+        return [None] * self.config.n_layer if cache is None else cache.layers
+
+    @staticmethod
+    def positions(input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Absolute positions ``(T,)`` of ``input_ids``: they follow the tokens already cached."""
+        start = 0 if cache is None else cache.length
+        return torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+
     # -- weights ------------------------------------------------------------------------------
     def init_weights(self) -> None:
         """GPT-2's initialisation: normal(0, 0.02), with residual output layers (named ``c_proj``)
@@ -144,27 +215,26 @@ class CausalLanguageModel(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Extend ``idx`` (``(B, T)`` token ids) by ``max_new_tokens`` sampled tokens.
 
-        ``temperature=0`` is greedy decoding. Each step runs the model on the whole context (the
-        last ``max_sequence_length`` tokens): simple and exact, O(n^2) work per token. The model is
-        put in eval mode while sampling (no dropout) and its mode is restored afterwards.
+        ``temperature=0`` is greedy decoding. The model sees at most the last ``max_sequence_length``
+        tokens. With ``use_cache`` (the default) the prompt is run once to fill a key/value cache and
+        each new token then costs one token's forward pass: O(n) work instead of O(n^2). Once the
+        context is ``max_sequence_length`` long, the window slides by one token per step and every
+        cached key changes, so the cache is refilled from the window at each step: from there on a
+        token costs a full forward pass, as without the cache, and the tokens are the same.
+        ``use_cache=False`` runs the whole window at every step: simple and exact.
 
+        The model is put in eval mode while sampling (no dropout) and its mode is restored afterwards.
         Returns ``(B, T + max_new_tokens)`` ids.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        check_sampling_args(temperature, top_k, top_p)
-        self.check_inputs(idx[:, -self.max_sequence_length:] if idx.dim() == 2 else idx)
         was_training = self.training
         self.eval()
         try:
-            for _ in range(max_new_tokens):
-                context = idx[:, -self.max_sequence_length:]
-                logits = self(context)["logits"][:, -1, :]  # (B, V)
-                next_id = sample_next_token(logits, temperature, top_k, top_p, generator)
-                idx = torch.cat([idx, next_id], dim=1)
+            new_ids = [next_id for next_id, _ in generate_tokens(
+                self, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache)]
         finally:
             self.train(was_training)
-        return idx
+        return torch.cat([idx, *new_ids], dim=1)  # (B, T + max_new_tokens)

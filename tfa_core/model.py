@@ -10,6 +10,9 @@ Two residual streams of width ``C`` run through the blocks:
 Each block: ``xt = xt + attn(ln_1(xt + xe), xt)``, then ``xe = xe + mlp(ln_2(xt + xe))``.
 Positions enter only as the ALiBi bias on attention scores. Logits are ``ln_f(xt + xe) @ W_emb^T``.
 
+For decoding, a key/value cache keeps each layer's keys (from ``ln_1(xt + xe)``) and values (head
+blocks of ``xt``, channel-mixed) so that a new token attends to them without recomputing them.
+
 Shapes: ``B`` batch, ``T`` length, ``H`` heads, ``d`` head size, ``C = H * d``.
 """
 
@@ -50,15 +53,22 @@ class FactoredCausalSelfAttention(nn.Module):
         slopes = alibi_slopes(config.n_head, config.alibi_max_bias) if use_alibi else None
         self.register_buffer("alibi_slopes", slopes)
 
-    def forward(self, h: torch.Tensor, xt: torch.Tensor, attention_mask=None) -> torch.Tensor:
-        """``h``: ``(B, T, C)`` normalised ``xt + xe``; ``xt``: ``(B, T, C)``. Returns ``(B, T, C)``."""
-        T = h.shape[1]
+    def forward(self, h: torch.Tensor, xt: torch.Tensor, attention_mask=None, cache=None) -> torch.Tensor:
+        """``h``: ``(B, T, C)`` normalised ``xt + xe``; ``xt``: ``(B, T, C)``. Returns ``(B, T, C)``.
+
+        With ``cache`` (this layer's :class:`~tfa_core.kv_cache.LayerCache`) the ``T`` new tokens are
+        the last of the sequence: their keys and values join the cache and they attend to all of it.
+        """
         q, k = self.c_attn(h).split(h.shape[-1], dim=2)  # (B, T, C) each
         q, k = split_heads(q, self.n_head), split_heads(k, self.n_head)  # (B, H, T, d)
         v = split_heads(xt, self.n_head)  # (B, H, T, d): the tokens themselves
         if self.v_mix is not None:
             v = channel_mix(v, self.v_mix)
-        bias = attention_bias(T, T, self.alibi_slopes, attention_mask, dtype=q.dtype, device=q.device)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
+        # the queries sit at the end of the keys: the newest key gets ALiBi bias 0
+        t_q, t_k = q.shape[2], k.shape[2]
+        bias = attention_bias(t_q, t_k, self.alibi_slopes, attention_mask, dtype=q.dtype, device=q.device)
         y = scaled_dot_product_attention(q, k, v, bias, self.dropout if self.training else 0.0)
         if self.proj_mix is not None:
             y = channel_mix(y, self.proj_mix)
@@ -89,8 +99,8 @@ class FactoredBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, xt, xe, attention_mask=None):
-        xt = xt + self.attn(self.ln_1(xt + xe), xt, attention_mask)
+    def forward(self, xt, xe, attention_mask=None, cache=None):
+        xt = xt + self.attn(self.ln_1(xt + xe), xt, attention_mask, cache)
         xe = xe + self.mlp(self.ln_2(xt + xe))
         return xt, xe
 
@@ -100,7 +110,8 @@ class FactoredTransformerModelALiBi(CausalLanguageModel):
 
     ``forward(input_ids, attention_mask=None, labels=None)`` returns ``{"loss", "logits"}``;
     ``return_streams=True`` adds ``"streams"``, the ``(xt, xe)`` pair before the first block and
-    after every block, for looking inside.
+    after every block, for looking inside. ``use_cache=True`` (or a ``past_key_values`` cache to
+    continue) adds ``"past_key_values"``, the :class:`~tfa_core.KVCache` now holding these tokens too.
     """
 
     use_alibi = True
@@ -119,26 +130,30 @@ class FactoredTransformerModelALiBi(CausalLanguageModel):
         self.lm_head.weight = self.transformer.wte.weight  # tied: logits read the streams as tokens
         self.init_weights()
 
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The starting ``xt``: token embeddings only (plus the position table in ``Factored``)."""
+    def embed(self, input_ids: torch.Tensor, cache=None) -> torch.Tensor:
+        """The starting ``xt``: token embeddings only (plus the position table in ``Factored``, at
+        positions that follow the cached tokens)."""
         xt = self.transformer.wte(input_ids)  # (B, T, C)
         if self.learned_positions:
-            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-            xt = xt + self.transformer.wpe(positions)
+            xt = xt + self.transformer.wpe(self.positions(input_ids, cache))
         return xt
 
-    def forward(self, input_ids, attention_mask=None, labels=None, return_streams=False):
+    def forward(self, input_ids, attention_mask=None, labels=None, return_streams=False,
+                past_key_values=None, use_cache=False):
         self.check_inputs(input_ids, attention_mask, labels)
-        xt = self.transformer.drop(self.embed(input_ids))  # (B, T, C) token-like stream
+        cache = self.prepare_cache(input_ids, attention_mask, past_key_values, use_cache)
+        xt = self.transformer.drop(self.embed(input_ids, cache))  # (B, T, C) token-like stream
         xe = torch.zeros_like(xt)  # (B, T, C) embedding-like stream
         streams = [(xt, xe)]
-        for block in self.transformer.h:
-            xt, xe = self.run_block(block, xt, xe, attention_mask)
+        for block, layer_cache in zip(self.transformer.h, self.layer_caches(cache)):
+            xt, xe = self.run_block(block, xt, xe, attention_mask, layer_cache)
             streams.append((xt, xe))
         logits = self.lm_head(self.transformer.ln_f(xt + xe))  # (B, T, vocab)
         out = {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
         if return_streams:
             out["streams"] = streams
+        if cache is not None:
+            out["past_key_values"] = cache
         return out
 
 
