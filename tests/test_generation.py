@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from tfa_core import get_model, sample_next_token, top_k_filter, top_p_filter
+import tfa_core.generation as generation_module
+from tfa_core import GPTConfigALiBi, create_tokenizer, get_model, sample_next_token, stream_generate
+from tfa_core import top_k_filter, top_p_filter
+from tfa_core.generation import TokenDecoder
 
 NEG = float("-inf")
 
@@ -77,3 +80,70 @@ def test_generate_rejects_bad_arguments(tiny_config):
         model.generate(torch.tensor([[1]]), -1)
     with pytest.raises(ValueError, match="input_ids\\[None\\]"):
         model.generate(torch.tensor([1, 2]), 3)
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return create_tokenizer("gpt2")
+
+
+def test_stream_joins_to_the_decoded_continuation_character_level():
+    tokenizer = create_tokenizer("character", text=TEXT)
+    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=16, dropout=0.0)
+    config.update_from_tokenizer(tokenizer)
+    model = get_model("FactoredALiBi", config)
+    pieces = list(stream_generate(model, tokenizer, "To be", 40, temperature=1.0, top_k=10, seed=3))
+    ids = torch.tensor([tokenizer.encode("To be")])
+    expected = model.generate(ids, 40, temperature=1.0, top_k=10, generator=torch.Generator().manual_seed(3))
+    assert "".join(pieces) == tokenizer.decode(expected[0, 5:])
+    assert pieces == [tokenizer.decode([i]) for i in expected[0, 5:].tolist()]  # one piece per token
+    assert pieces != list(stream_generate(model, tokenizer, "To be", 40, temperature=1.0, top_k=10, seed=4))
+
+
+def test_stream_joins_to_the_decoded_continuation_gpt2(gpt2):
+    config = GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=16, dropout=0.0)
+    config.update_from_tokenizer(gpt2)
+    model = get_model("Vanilla", config)
+    pieces = list(stream_generate(model, gpt2, "Hello world", 30, temperature=1.0, seed=0))
+    ids = torch.tensor([gpt2.encode("Hello world")])
+    expected = model.generate(ids, 30, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert "".join(pieces) == gpt2.decode(expected[0, 2:])
+    assert 0 < len(pieces) <= 30
+
+
+def test_gpt2_ids_that_split_a_character_are_held_back(gpt2):
+    """127 and 102 are the single bytes 0xC3 and 0xA9 of "é"; 8582, 25081 split an emoji; 33768, 98 and
+    17312 are pieces of "日本". Alone, each decodes to U+FFFD; streamed, nothing is yielded until the
+    character is complete."""
+    assert gpt2.decode([127]) == "\ufffd" and gpt2.decode([127, 102]) == "é"
+    script = [34, 1878, 127, 102, 290, 8582, 25081, 33768, 98, 17312]
+    decoder = TokenDecoder(gpt2)
+    assert [decoder.push(i) for i in script] == ["C", "af", "", "é", " and", "", "🙂", "", "日", ""]
+    assert decoder.flush() == "\ufffd"  # "本" never completed: flushed as the tokenizer decodes it
+    assert gpt2.decode(script) == "Café and🙂日\ufffd"
+
+
+def test_stream_generate_yields_whole_characters_only(gpt2, tiny_config, monkeypatch):
+    script = [34, 1878, 127, 102, 290, 8582, 25081, 33768, 98]
+
+    def scripted_tokens(model, idx, max_new_tokens, *args, **kwargs):
+        for token_id in script[:max_new_tokens]:
+            yield torch.tensor([[token_id]]), None
+
+    monkeypatch.setattr(generation_module, "generate_tokens", scripted_tokens)
+    model = get_model("FactoredALiBi", tiny_config)
+    pieces = list(stream_generate(model, gpt2, "Hi", 9, seed=0))
+    assert pieces == ["C", "af", "é", " and", "🙂", "日"]
+    assert not any("\ufffd" in piece for piece in pieces)
+    assert model.training  # mode restored
+
+
+def test_stream_generate_rejects_an_empty_prompt(gpt2, tiny_config):
+    model = get_model("FactoredALiBi", tiny_config)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        next(stream_generate(model, gpt2, "", 5))
