@@ -41,6 +41,12 @@ def test_train_info_generate_evaluate(corpus, tmp_path, capsys):
     assert main(["generate", str(run), "--prompt", "Now is", "--max-new-tokens", "20", "--seed", "3"]) == 0
     assert capsys.readouterr().out == first  # seeded
 
+    greedy = ["generate", str(run), "--prompt", "Now", "--max-new-tokens", "40", "--greedy"]
+    assert main(greedy) == 0
+    cached = capsys.readouterr().out
+    assert main(greedy + ["--no-cache"]) == 0
+    assert capsys.readouterr().out == cached
+
     assert main(["evaluate", str(run), "--lengths", "16,32,128,256"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["length", "loss", "perplexity"]

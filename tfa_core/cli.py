@@ -181,16 +181,18 @@ def _load_run(run: str, device: str = "cpu"):
 
 
 def command_generate(args) -> int:
+    from .generation import stream_generate
+
     saved = _load_run(args.run, args.device)
-    model, tokenizer = saved.model, saved.tokenizer
-    ids = tokenizer.encode(args.prompt) or [tokenizer.eos_token_id]
-    prompt = torch.tensor([ids], device=next(model.parameters()).device)
-    generator = torch.Generator(device=prompt.device).manual_seed(args.seed) if args.seed is not None else None
+    prompt = args.prompt or "\n"
     temperature = 0.0 if args.greedy else args.temperature
-    with torch.inference_mode():
-        out = model.generate(prompt, args.max_new_tokens, temperature=temperature, top_k=args.top_k,
-                             top_p=args.top_p, generator=generator)
-    print(tokenizer.decode(out[0], skip_special_tokens=True))
+    print(prompt, end="", flush=True)
+    with torch.no_grad():
+        for piece in stream_generate(saved.model, saved.tokenizer, prompt, args.max_new_tokens,
+                                     temperature=temperature, top_k=args.top_k, top_p=args.top_p,
+                                     seed=args.seed, use_cache=not args.no_cache):
+            print(piece, end="", flush=True)  # text appears token by token
+    print()
     return 0
 
 
@@ -246,13 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="sample text from a trained run")
     generate.add_argument("run")
-    generate.add_argument("--prompt", default="")
+    generate.add_argument("--prompt", default="", help="text to continue (default: a new line)")
     generate.add_argument("--max-new-tokens", type=int, default=200)
     generate.add_argument("--temperature", type=float, default=0.8)
     generate.add_argument("--top-k", type=int)
     generate.add_argument("--top-p", type=float)
     generate.add_argument("--greedy", action="store_true", help="always take the most likely token")
     generate.add_argument("--seed", type=int)
+    generate.add_argument("--no-cache", action="store_true", help="recompute the whole context for every token")
     generate.add_argument("--device", default="cpu")
     generate.set_defaults(run_command=command_generate)
 
@@ -268,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="what a run is and how far it got")
     info.add_argument("run")
     info.set_defaults(run_command=command_info)
+
+    from .grading import add_grade_command  # tfa grade NOTEBOOK...: the course's exercise grader
+
+    add_grade_command(commands)
     return parser
 
 
