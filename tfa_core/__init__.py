@@ -37,3 +37,4 @@ from .sampling import sample_next_token, top_k_filter, top_p_filter
 from .tokenizers import CharacterTokenizer, GPT2Tokenizer, create_tokenizer
 
 __version__ = "0.1.0"
+from .course import QUICK_ENV, environment_report, quick_mode

@@ -1,0 +1,160 @@
+"""Comparisons that explain themselves: each returns ``None`` when the learner's answer agrees with
+the reference, and otherwise one sentence saying where and how it differs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+__all__ = ["same_ids", "same_text", "close_tensor", "same_tensor", "tuple_of", "same_vocabulary"]
+
+Compare = Callable[[Any, Any], "str | None"]
+
+
+def _as_id_list(value) -> list[int] | None:
+    """A list of ints from a list, tuple or 1-D integer tensor; None if it is none of those."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 1 or value.dtype.is_floating_point:
+            return None
+        return [int(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                 for v in value):
+        return list(value)
+    return None
+
+
+def same_ids(expected: list[int], got) -> str | None:
+    """Token ids: a list of ints (a tuple or a 1-D integer tensor is accepted too)."""
+    ids = _as_id_list(got)
+    if ids is None:
+        return f"expected a list of ints, got {type(got).__name__}"
+    if len(ids) != len(expected):
+        return f"expected {len(expected)} ids, got {len(ids)}"
+    for position, (want, have) in enumerate(zip(expected, ids)):
+        if want != have:
+            return f"id at position {position} is {have}, expected {want}"
+    return None
+
+
+def same_text(expected: str, got) -> str | None:
+    """A string, character for character."""
+    if not isinstance(got, str):
+        return f"expected a str, got {type(got).__name__}"
+    for position, (want, have) in enumerate(zip(expected, got)):
+        if want != have:
+            return f"character {position} is {have!r}, expected {want!r}"
+    if len(got) != len(expected):
+        return f"expected {len(expected)} characters, got {len(got)}"
+    return None
+
+
+def _index_words(index: Sequence[int], dims: Sequence[str] | None) -> str:
+    if dims and len(dims) == len(index):
+        return "[" + ", ".join(f"{name} {i}" for name, i in zip(dims, index)) + "]"
+    return str(list(index))
+
+
+def close_tensor(dims: Sequence[str] | None = None, atol: float = 1e-5, rtol: float = 1e-4,
+                 accept_lists: bool = False) -> Compare:
+    """A float tensor of the reference's shape whose entries agree to ``atol + rtol * |expected|``.
+
+    ``dims`` names the axes for messages (``("head", "query", "key")``). ``-inf`` must match
+    ``-inf`` exactly (masked attention scores). ``accept_lists``: a list of numbers is fine too.
+    """
+
+    def compare(expected: torch.Tensor, got) -> str | None:
+        if accept_lists and isinstance(got, (list, tuple)):
+            try:
+                got = torch.tensor(got, dtype=expected.dtype)
+            except (TypeError, ValueError, RuntimeError):
+                return "expected a list of numbers or a tensor"
+        if not isinstance(got, torch.Tensor):
+            return f"expected a torch.Tensor, got {type(got).__name__}"
+        if tuple(got.shape) != tuple(expected.shape):
+            shape = f"{tuple(expected.shape)}" + (f" ({', '.join(dims)})" if dims else "")
+            return f"expected shape {shape}, got {tuple(got.shape)}"
+        if not (got.dtype.is_floating_point or got.dtype.is_complex):
+            got = got.to(expected.dtype)
+        got = got.detach().to(device=expected.device, dtype=expected.dtype)
+        masked_expected, masked_got = torch.isneginf(expected), torch.isneginf(got)
+        if not torch.equal(masked_expected, masked_got):
+            index = torch.nonzero(masked_expected != masked_got)[0].tolist()
+            want, have = float(expected[tuple(index)]), float(got[tuple(index)])
+            return f"entry {_index_words(index, dims)} is {have:.4g}, expected {want:.4g}"
+        keep = ~masked_expected
+        difference = torch.zeros_like(expected)
+        difference[keep] = (got[keep] - expected[keep]).abs() - rtol * expected[keep].abs()
+        if torch.isnan(got[keep]).any():
+            index = torch.nonzero(torch.isnan(got) & keep)[0].tolist()
+            return f"entry {_index_words(index, dims)} is nan"
+        if (difference > atol).any():
+            index = torch.nonzero(difference == difference.max())[0].tolist()
+            want, have = float(expected[tuple(index)]), float(got[tuple(index)])
+            return f"entry {_index_words(index, dims)} is {have:.6g}, expected {want:.6g}"
+        return None
+
+    return compare
+
+
+def same_tensor(dims: Sequence[str] | None = None) -> Compare:
+    """An integer tensor equal to the reference, entry for entry."""
+
+    def compare(expected: torch.Tensor, got) -> str | None:
+        if not isinstance(got, torch.Tensor):
+            return f"expected a torch.Tensor, got {type(got).__name__}"
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+        if got.dtype.is_floating_point:
+            return f"expected integer ids (torch.long), got dtype {got.dtype}"
+        differ = got.to(expected.device) != expected
+        if differ.any():
+            index = torch.nonzero(differ)[0].tolist()
+            return (f"entry {_index_words(index, dims)} is {int(got[tuple(index)])}, "
+                    f"expected {int(expected[tuple(index)])}")
+        return None
+
+    return compare
+
+
+def tuple_of(names: Sequence[str], compares: Sequence[Compare]) -> Compare:
+    """A tuple like ``(xt, xe)``: each part compared with its own comparison, named in messages."""
+
+    def compare(expected: tuple, got) -> str | None:
+        if not isinstance(got, (tuple, list)) or len(got) != len(names):
+            return f"expected a tuple of {len(names)} ({', '.join(names)}), got {type(got).__name__}" + (
+                f" of length {len(got)}" if isinstance(got, (tuple, list)) else "")
+        for name, part_compare, want, have in zip(names, compares, expected, got):
+            difference = part_compare(want, have)
+            if difference is not None:
+                return f"{name}: {difference}"
+        return None
+
+    return compare
+
+
+def same_vocabulary(expected: tuple[dict, list], got) -> str | None:
+    """``(stoi, itos)``: a dict from character to id and a list (or dict) from id to character."""
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        return "expected a pair (stoi, itos)"
+    stoi, itos = got
+    want_stoi, want_itos = expected
+    if not isinstance(stoi, dict):
+        return f"stoi must be a dict from character to id, got {type(stoi).__name__}"
+    if set(stoi) != set(want_stoi):
+        missing = sorted(set(want_stoi) - set(stoi))
+        extra = sorted(set(stoi) - set(want_stoi))
+        return f"stoi has the wrong characters (missing {missing}, extra {extra})"
+    for character in want_itos:
+        if stoi[character] != want_stoi[character]:
+            return f"stoi[{character!r}] is {stoi[character]!r}, expected {want_stoi[character]}"
+    if isinstance(itos, dict):
+        itos = [itos.get(i) for i in range(len(itos))]
+    if not isinstance(itos, (list, tuple, str)):
+        return f"itos must be a list from id to character, got {type(itos).__name__}"
+    if len(itos) != len(want_itos):
+        return f"itos has {len(itos)} entries, expected {len(want_itos)}"
+    for i, (want, have) in enumerate(zip(want_itos, itos)):
+        if want != have:
+            return f"itos[{i}] is {have!r}, expected {want!r}"
+    return None
