@@ -4,11 +4,11 @@ import pytest
 import torch
 
 import tfa_core.model as model_module
-from tfa_core import GPTConfigALiBi, KVCache, alibi_bias, generate_tokens, get_model
+from tfa_core import GPTConfigALiBi, KVCache, alibi_bias, generate_tokens, get_model, list_available_models
 from tfa_core.attention import attention_bias
 from tfa_core.language_model import CausalLanguageModel
 
-MODELS = ["FactoredALiBi", "Factored", "Vanilla", "SASP"]
+MODELS = list_available_models()
 
 
 @pytest.fixture

@@ -5,10 +5,18 @@ import torch
 import torch.nn.functional as F
 
 import tfa_core.model as model_module
-from tfa_core import GPTConfigALiBi, alibi_slopes, get_model, kronecker_lift, channel_mix, reference_attention
+from tfa_core import (
+    GPTConfigALiBi,
+    alibi_slopes,
+    channel_mix,
+    get_model,
+    kronecker_lift,
+    list_available_models,
+    reference_attention,
+)
 from tfa_core.attention import attention_bias, merge_heads, scaled_dot_product_attention, split_heads
 
-MODELS = ["FactoredALiBi", "Factored", "Vanilla", "SASP"]
+MODELS = list_available_models()
 
 
 def ids(config, batch=2, length=None, seed=0):
@@ -106,21 +114,64 @@ def test_block_matches_the_two_stream_equations(tiny_config):
 
 # -- positions -------------------------------------------------------------------------------
 
-def test_nothing_positional_reaches_xt(tiny_config):
-    """The same token at every position: without positional input every position is identical."""
+@pytest.mark.parametrize("name, clean", [("FactoredALiBi", True), ("FactoredRotary", True), ("FactoredNoPE", True),
+                                         ("Factored", False), ("FactoredSinusoidal", False)])
+def test_nothing_positional_reaches_xt(name, clean, tiny_config):
+    """The same token at every position: with nothing positional added to xt, every position's
+    xt and xe are identical at every layer (attention over identical values gives the same mix).
+    Learned and sinusoidal positions make them differ from the start."""
     x = torch.full((1, 12), 7)
-    alibi = get_model("FactoredALiBi", tiny_config).eval()
-    streams = alibi(x, return_streams=True)["streams"]
-    assert torch.equal(streams[0][0][0], alibi.transformer.wte.weight[7].expand(12, -1))
+    model = get_model(name, tiny_config).eval()
+    streams = model(x, return_streams=True)["streams"]
     assert torch.count_nonzero(streams[0][1]) == 0  # xe starts at zero
+    xt0 = streams[0][0][0]
+    if not clean:
+        assert not torch.allclose(xt0[0], xt0[1])
+        return
+    assert torch.equal(xt0, model.transformer.wte.weight[7].expand(12, -1))
     for xt, xe in streams:
         torch.testing.assert_close(xt[0], xt[0, :1].expand(12, -1), atol=1e-6, rtol=0)
         torch.testing.assert_close(xe[0], xe[0, :1].expand(12, -1), atol=1e-6, rtol=0)
-    assert not any("wpe" in name for name, _ in alibi.named_parameters())
-    # the learned-position model's xt already differs by position at the input
-    learned = get_model("Factored", tiny_config).eval()
-    xt0 = learned(x, return_streams=True)["streams"][0][0][0]
-    assert not torch.allclose(xt0[0], xt0[1])
+    assert not any("wpe" in n for n, _ in model.named_parameters())
+
+
+def test_rotary_scores_depend_only_on_distance():
+    from tfa_core.positions import apply_rotary, rotary_angles
+
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(i, j):
+        cos_i, sin_i = rotary_angles(torch.tensor([i]), 8)
+        cos_j, sin_j = rotary_angles(torch.tensor([j]), 8)
+        return (apply_rotary(q, cos_i, sin_i) * apply_rotary(k, cos_j, sin_j)).sum()
+
+    torch.testing.assert_close(score(5, 2), score(105, 102), atol=1e-4, rtol=0)
+    assert not torch.allclose(score(5, 2), score(5, 4))
+
+
+def test_sinusoidal_table_values():
+    from tfa_core.positions import sinusoidal_embeddings
+
+    table = sinusoidal_embeddings(torch.arange(3), 4)
+    expected = torch.tensor([[0.0, 1.0, 0.0, 1.0],
+                             [math.sin(1), math.cos(1), math.sin(0.01), math.cos(0.01)],
+                             [math.sin(2), math.cos(2), math.sin(0.02), math.cos(0.02)]])
+    torch.testing.assert_close(table, expected, atol=1e-6, rtol=0)
+
+
+def test_rotary_needs_an_even_head_dim():
+    config = GPTConfigALiBi(n_layer=1, n_head=4, n_embd=36, vocab_size=10)
+    with pytest.raises(ValueError, match="head_dim .* must be even"):
+        get_model("FactoredRotary", config)
+
+
+def test_get_model_records_the_position_scheme(tiny_config):
+    assert get_model("FactoredRotary", tiny_config).position_scheme == "rotary"
+    assert tiny_config.position_scheme == "rotary" and tiny_config.model_type == "FactoredRotary"
+    get_model("VanillaALiBi", tiny_config)
+    assert tiny_config.position_scheme == "alibi"
+    with pytest.raises(ValueError, match="unknown position_scheme 'relative'"):
+        tiny_config.copy(position_scheme="relative")
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -217,7 +268,7 @@ def test_mask_and_labels_must_match_the_inputs(tiny_config):
 def test_model_needs_a_vocabulary_and_a_known_name():
     with pytest.raises(ValueError, match="update_from_tokenizer"):
         get_model("FactoredALiBi", GPTConfigALiBi(vocab_size=None))
-    with pytest.raises(ValueError, match=r"available models are \['FactoredALiBi', 'Factored', 'Vanilla', 'SASP'\]"):
+    with pytest.raises(ValueError, match=r"available models are \['FactoredALiBi', 'Factored', 'FactoredSinusoidal'"):
         get_model("GPT5", GPTConfigALiBi())
 
 

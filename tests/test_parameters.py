@@ -6,12 +6,13 @@ from tfa_core import GPTConfigALiBi, estimate_model_parameters, get_model, list_
 
 
 def test_registry_names():
-    assert list_available_models() == ["FactoredALiBi", "Factored", "Vanilla", "SASP"]
+    assert list_available_models() == ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary",
+                                       "FactoredNoPE", "Vanilla", "VanillaALiBi", "SASP"]
 
 
 @pytest.mark.parametrize(
     "model_type, use_v, use_proj, bias",
-    list(itertools.product(["FactoredALiBi", "Factored", "Vanilla", "SASP"], [False, True], [False, True], [False, True])),
+    list(itertools.product(list_available_models(), [False, True], [False, True], [False, True])),
 )
 def test_estimate_equals_the_built_model(model_type, use_v, use_proj, bias):
     config = GPTConfigALiBi(n_layer=3, n_head=6, n_embd=48, block_size=20, vocab_size=77,
@@ -29,6 +30,11 @@ def test_factored_formula_in_closed_form():
     assert estimate_model_parameters(with_mixing, "FactoredALiBi") == V * C + L * (10 * C * C + 2 * C + 2 * H * H) + C
     # the standard block pays 12 C^2 and a position table
     assert estimate_model_parameters(config, "Vanilla") == V * C + 256 * C + L * (12 * C * C + 2 * C) + C
+    assert estimate_model_parameters(config, "VanillaALiBi") == V * C + L * (12 * C * C + 2 * C) + C
+    # sinusoidal, rotary and no positions cost nothing; a learned table costs block_size x C
+    for name in ("FactoredSinusoidal", "FactoredRotary", "FactoredNoPE"):
+        assert estimate_model_parameters(config, name) == estimate_model_parameters(config, "FactoredALiBi")
+    assert estimate_model_parameters(config, "Factored") - estimate_model_parameters(config, "FactoredALiBi") == 256 * C
 
 
 def test_tutorial_estimate_was_wrong():

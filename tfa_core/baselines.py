@@ -16,39 +16,43 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .alibi import alibi_slopes
 from .attention import attention_bias, merge_heads, scaled_dot_product_attention, split_heads
 from .language_model import CausalLanguageModel, causal_lm_loss
 from .model import MLP
 
-__all__ = ["VanillaGPT", "SASPTransformer"]
+__all__ = ["VanillaGPT", "VanillaGPTALiBi", "SASPTransformer"]
 
 
 class CausalSelfAttention(nn.Module):
-    """GPT-2 attention: dense Q, K, V from the stream and a dense output projection."""
+    """GPT-2 attention: dense Q, K, V from the stream and a dense output projection; with
+    ``use_alibi`` the ALiBi bias is added to the scores (``VanillaALiBi``)."""
 
-    def __init__(self, config):
+    def __init__(self, config, use_alibi: bool = False):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.register_buffer("alibi_slopes", alibi_slopes(config.n_head, config.alibi_max_bias) if use_alibi else None)
 
     def forward(self, x, attention_mask=None, cache=None):
         q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
         # q, k, v: (B, H, T, d)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
-        bias = attention_bias(q.shape[2], k.shape[2], None, attention_mask, dtype=q.dtype, device=q.device)
+        bias = attention_bias(q.shape[2], k.shape[2], self.alibi_slopes, attention_mask, dtype=q.dtype,
+                              device=q.device)
         y = scaled_dot_product_attention(q, k, v, bias, self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
 
 class VanillaBlock(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, use_alibi: bool = False):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, use_alibi)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -57,28 +61,36 @@ class VanillaBlock(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class _LearnedPositionModel(CausalLanguageModel):
-    """One residual stream with token and learned position embeddings and a tied output layer."""
+class _SingleStreamModel(CausalLanguageModel):
+    """One residual stream and a tied output layer. Positions: a learned table added to the stream,
+    or (``position_scheme = "alibi"``) the ALiBi bias inside attention and nothing added."""
 
-    learned_positions = True
+    position_scheme = "learned"
 
-    def __init__(self, config, block_type):
+    def __init__(self, config, make_block):
         super().__init__(config)
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([block_type(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([make_block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
+        if self.learned_positions:
+            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight
+
+    @property
+    def learned_positions(self) -> bool:
+        return self.position_scheme == "learned"
 
     def forward(self, input_ids, attention_mask=None, labels=None, past_key_values=None, use_cache=False):
         self.check_inputs(input_ids, attention_mask, labels)
         cache = self.prepare_cache(input_ids, attention_mask, past_key_values, use_cache)
-        positions = self.positions(input_ids, cache)  # (T,): after the cached tokens
-        x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(positions))
+        x = self.transformer.wte(input_ids)  # (B, T, C)
+        if self.learned_positions:
+            x = x + self.transformer.wpe(self.positions(input_ids, cache))  # after the cached tokens
+        x = self.transformer.drop(x)
         for block, layer_cache in zip(self.transformer.h, self.layer_caches(cache)):
             x = self.run_block(block, x, attention_mask, layer_cache)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
@@ -88,12 +100,19 @@ class _LearnedPositionModel(CausalLanguageModel):
         return out
 
 
-class VanillaGPT(_LearnedPositionModel):
+class VanillaGPT(_SingleStreamModel):
     """GPT-2 style transformer (registry name ``Vanilla``)."""
 
     def __init__(self, config):
-        super().__init__(config, VanillaBlock)
+        super().__init__(config, lambda c: VanillaBlock(c, use_alibi=self.position_scheme == "alibi"))
         self.init_weights()
+
+
+class VanillaGPTALiBi(VanillaGPT):
+    """The GPT-2 style block with ALiBi instead of a position table (registry name
+    ``VanillaALiBi``): it separates "ALiBi" from "factored streams" in the comparison."""
+
+    position_scheme = "alibi"
 
 
 class ShapedAttention(nn.Module):
@@ -157,7 +176,7 @@ class SASPBlock(nn.Module):
         return x + self.beta_sa * self.attn(h, attention_mask, cache) + self.beta_ff * self.mlp(h)
 
 
-class SASPTransformer(_LearnedPositionModel):
+class SASPTransformer(_SingleStreamModel):
     """Simplified attention sub-block with projections (registry name ``SASP``)."""
 
     def __init__(self, config):

@@ -11,20 +11,16 @@ import copy
 from dataclasses import asdict, dataclass, fields
 
 from .alibi import DEFAULT_MAX_BIAS
+from .positions import POSITION_SCHEMES
 
 __all__ = [
     "GPTConfigALiBi",
     "PRESETS",
-    "POSITION_SCHEMES",
     "load_alibi_config_preset",
     "list_presets",
     "print_config_alibi",
     "format_config",
 ]
-
-POSITION_SCHEMES = ("alibi", "learned")
-"""How a factored model knows where a token is: ALiBi biases, or a learned table added to ``xt``."""
-
 
 @dataclass
 class GPTConfigALiBi:
@@ -46,6 +42,8 @@ class GPTConfigALiBi:
     dropout: float = 0.1
     bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2 has them; we count without)
     model_type: str = "FactoredALiBi"
+    # alibi, learned, sinusoidal, rotary or none; None: the model type's own (get_model sets it)
+    position_scheme: str | None = None
     # ALiBi: slopes are 2^(-alibi_max_bias * k / n_head)
     alibi_max_bias: float | None = DEFAULT_MAX_BIAS
     # channel mixing in the factored model: values V ⊗ I_d, output projection P ⊗ I_d
@@ -115,6 +113,9 @@ class GPTConfigALiBi:
             raise ValueError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
         if self.top_k is not None:
             _require_positive_int("top_k", self.top_k)
+        if self.position_scheme is not None and self.position_scheme not in POSITION_SCHEMES:
+            raise ValueError(f"unknown position_scheme {self.position_scheme!r}; choose one of "
+                             f"{list(POSITION_SCHEMES)} (or None for the model type's own)")
         from .registry import list_available_models  # late import: the registry imports the models
 
         if self.model_type not in list_available_models():
@@ -217,7 +218,7 @@ def format_config(config: GPTConfigALiBi, **extra) -> str:
     lines = ["GPTConfigALiBi"]
     groups = {
         "model": ["model_type", "n_layer", "n_head", "n_embd", "head_dim", "vocab_size", "bias", "dropout"],
-        "positions": ["block_size", "max_position_embeddings", "alibi_max_bias"],
+        "positions": ["position_scheme", "block_size", "max_position_embeddings", "alibi_max_bias"],
         "channel mixing": ["use_v", "use_proj"],
         "training": ["batch_size", "learning_rate", "weight_decay", "num_epochs"],
         "generation": ["temperature", "top_k"],

@@ -24,6 +24,7 @@ import torch.nn as nn
 from .alibi import alibi_slopes
 from .attention import attention_bias, channel_mix, merge_heads, scaled_dot_product_attention, split_heads
 from .language_model import CausalLanguageModel, causal_lm_loss
+from .positions import apply_rotary, rotary_angles, sinusoidal_embeddings
 
 __all__ = [
     "FactoredCausalSelfAttention",
@@ -40,27 +41,34 @@ class FactoredCausalSelfAttention(nn.Module):
     ``use_v`` adds a learned ``H x H`` value mix ``V`` (the map ``V ⊗ I_d`` on ``xt``), ``use_proj``
     an ``H x H`` output mix of the same form; both start as the identity. ALiBi slopes are a buffer,
     ``alibi_slopes``, that a user may overwrite; ``None`` for models that take positions elsewhere.
+    With ``rotary`` positions, queries and keys (never the values) are rotated by position.
     """
 
-    def __init__(self, config, use_alibi: bool = True):
+    def __init__(self, config, position_scheme: str = "alibi"):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.rotary = position_scheme == "rotary"
         self.c_attn = nn.Linear(config.n_embd, 2 * config.n_embd, bias=config.bias)  # Q and K only
         self.v_mix = nn.Parameter(torch.eye(config.n_head)) if config.use_v else None
         self.proj_mix = nn.Parameter(torch.eye(config.n_head)) if config.use_proj else None
         self.resid_dropout = nn.Dropout(config.dropout)
-        slopes = alibi_slopes(config.n_head, config.alibi_max_bias) if use_alibi else None
+        slopes = alibi_slopes(config.n_head, config.alibi_max_bias) if position_scheme == "alibi" else None
         self.register_buffer("alibi_slopes", slopes)
 
-    def forward(self, h: torch.Tensor, xt: torch.Tensor, attention_mask=None, cache=None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, xt: torch.Tensor, attention_mask=None, cache=None,
+                positions=None) -> torch.Tensor:
         """``h``: ``(B, T, C)`` normalised ``xt + xe``; ``xt``: ``(B, T, C)``. Returns ``(B, T, C)``.
 
         With ``cache`` (this layer's :class:`~tfa_core.kv_cache.LayerCache`) the ``T`` new tokens are
         the last of the sequence: their keys and values join the cache and they attend to all of it.
+        ``positions`` (``(T,)``) are only needed for rotary queries and keys.
         """
         q, k = self.c_attn(h).split(h.shape[-1], dim=2)  # (B, T, C) each
         q, k = split_heads(q, self.n_head), split_heads(k, self.n_head)  # (B, H, T, d)
+        if self.rotary:
+            cos, sin = rotary_angles(positions, q.shape[-1])
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         v = split_heads(xt, self.n_head)  # (B, H, T, d): the tokens themselves
         if self.v_mix is not None:
             v = channel_mix(v, self.v_mix)
@@ -92,15 +100,15 @@ class MLP(nn.Module):
 class FactoredBlock(nn.Module):
     """One block: attention writes only ``xt``, the MLP writes only ``xe``."""
 
-    def __init__(self, config, use_alibi: bool = True):
+    def __init__(self, config, position_scheme: str = "alibi"):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = FactoredCausalSelfAttention(config, use_alibi)
+        self.attn = FactoredCausalSelfAttention(config, position_scheme)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, xt, xe, attention_mask=None, cache=None):
-        xt = xt + self.attn(self.ln_1(xt + xe), xt, attention_mask, cache)
+    def forward(self, xt, xe, attention_mask=None, cache=None, positions=None):
+        xt = xt + self.attn(self.ln_1(xt + xe), xt, attention_mask, cache, positions)
         xe = xe + self.mlp(self.ln_2(xt + xe))
         return xt, xe
 
@@ -114,39 +122,52 @@ class FactoredTransformerModelALiBi(CausalLanguageModel):
     continue) adds ``"past_key_values"``, the :class:`~tfa_core.KVCache` now holding these tokens too.
     """
 
-    use_alibi = True
+    #: how positions enter; ``None`` means "as config.position_scheme says" (ALiBi by default)
+    position_scheme: str | None = None
 
     def __init__(self, config):
         super().__init__(config)
+        scheme = self.position_scheme or config.position_scheme or "alibi"
+        if scheme == "rotary" and config.head_dim % 2:
+            raise ValueError(f"rotary positions rotate channel pairs: head_dim (n_embd / n_head = "
+                             f"{config.head_dim}) must be even; change n_embd or n_head")
+        self.position_scheme = scheme
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([FactoredBlock(config, self.use_alibi) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([FactoredBlock(config, scheme) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
-        if self.learned_positions:
+        if scheme == "learned":
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied: logits read the streams as tokens
         self.init_weights()
 
-    def embed(self, input_ids: torch.Tensor, cache=None) -> torch.Tensor:
-        """The starting ``xt``: token embeddings only (plus the position table in ``Factored``, at
-        positions that follow the cached tokens)."""
+    @property
+    def learned_positions(self) -> bool:
+        return self.position_scheme == "learned"
+
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The starting ``xt``: token embeddings only -- except for the ``learned`` and
+        ``sinusoidal`` schemes, which add a position vector (the pollution ALiBi avoids)."""
         xt = self.transformer.wte(input_ids)  # (B, T, C)
-        if self.learned_positions:
-            xt = xt + self.transformer.wpe(self.positions(input_ids, cache))
+        if self.position_scheme == "learned":
+            xt = xt + self.transformer.wpe(positions)
+        elif self.position_scheme == "sinusoidal":
+            xt = xt + sinusoidal_embeddings(positions, xt.shape[-1]).to(xt.dtype)
         return xt
 
     def forward(self, input_ids, attention_mask=None, labels=None, return_streams=False,
                 past_key_values=None, use_cache=False):
         self.check_inputs(input_ids, attention_mask, labels)
         cache = self.prepare_cache(input_ids, attention_mask, past_key_values, use_cache)
-        xt = self.transformer.drop(self.embed(input_ids, cache))  # (B, T, C) token-like stream
+        positions = self.positions(input_ids, cache)  # (T,), after the cached tokens
+        xt = self.transformer.drop(self.embed(input_ids, positions))  # (B, T, C) token-like stream
         xe = torch.zeros_like(xt)  # (B, T, C) embedding-like stream
         streams = [(xt, xe)]
         for block, layer_cache in zip(self.transformer.h, self.layer_caches(cache)):
-            xt, xe = self.run_block(block, xt, xe, attention_mask, layer_cache)
+            xt, xe = self.run_block(block, xt, xe, attention_mask, layer_cache, positions)
             streams.append((xt, xe))
         logits = self.lm_head(self.transformer.ln_f(xt + xe))  # (B, T, vocab)
         out = {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
@@ -162,5 +183,4 @@ class FactoredTransformerModel(FactoredTransformerModelALiBi):
     ``Factored``): the design ALiBi replaces. Adding positions pollutes the token-like stream and
     stops the model at ``block_size``."""
 
-    use_alibi = False
-    learned_positions = True
+    position_scheme = "learned"

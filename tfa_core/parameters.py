@@ -15,11 +15,10 @@ __all__ = ["estimate_model_parameters", "parameter_breakdown"]
 def parameter_breakdown(config, model_type: str | None = None) -> dict[str, int]:
     """Parameter count by part: ``embedding``, ``positions``, ``attention``, ``mlp``, ``norms``,
     ``mixing`` (the scalars and ``H x H`` maps), summed over all blocks."""
-    from .registry import list_available_models
+    from .registry import position_scheme_of
 
     model_type = model_type or config.model_type
-    if model_type not in list_available_models():
-        raise ValueError(f"unknown model {model_type!r}; available models are {list_available_models()}")
+    scheme = position_scheme_of(model_type)  # also rejects an unknown name
     if config.vocab_size is None:
         raise ValueError("config.vocab_size is not set; call config.update_from_tokenizer(tokenizer) first")
     C, H, L, b = config.n_embd, config.n_head, config.n_layer, int(config.bias)
@@ -31,11 +30,11 @@ def parameter_breakdown(config, model_type: str | None = None) -> dict[str, int]
     mlp = linear(C, 4 * C) + linear(4 * C, C)
     parts = dict(embedding=config.vocab_size * C, positions=0, attention=0, mlp=L * mlp,
                  norms=norm, mixing=0)  # norms starts with ln_f
-    if model_type in ("FactoredALiBi", "Factored"):
+    if model_type.startswith("Factored"):
         parts["attention"] = L * linear(C, 2 * C)  # Q and K; values are xt itself
         parts["mixing"] = L * H * H * (int(config.use_v) + int(config.use_proj))
         parts["norms"] += L * 2 * norm
-    elif model_type == "Vanilla":
+    elif model_type.startswith("Vanilla"):
         parts["attention"] = L * (linear(C, 3 * C) + linear(C, C))
         parts["norms"] += L * 2 * norm
     elif model_type == "SASP":
@@ -43,7 +42,7 @@ def parameter_breakdown(config, model_type: str | None = None) -> dict[str, int]
         parts["attention"] = L * (2 + projections) * linear(C, C)
         parts["mixing"] = L * (3 * H + 2)  # a, b, g per head and the two branch scalars
         parts["norms"] += L * norm  # one norm feeds both parallel branches
-    if model_type != "FactoredALiBi":
+    if scheme == "learned":  # ALiBi, sinusoidal, rotary and none have no parameters
         parts["positions"] = config.block_size * C
     return parts
 
