@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import tfa_core.model as model_module
+import tfa_core.attention as attention_module
 from tfa_core import GPTConfigALiBi, KVCache, alibi_bias, generate_tokens, get_model, list_available_models
 from tfa_core.attention import attention_bias
 from tfa_core.language_model import CausalLanguageModel
@@ -113,13 +113,13 @@ def test_one_new_query_gets_the_last_row_of_the_square_bias():
 def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config, monkeypatch):
     model = build("FactoredALiBi", config)
     seen = []
-    real = model_module.scaled_dot_product_attention
+    real = attention_module.scaled_dot_product_attention
 
     def recording(q, k, v, bias=None, dropout_p=0.0):
         seen.append(bias)
         return real(q, k, v, bias, dropout_p)
 
-    monkeypatch.setattr(model_module, "scaled_dot_product_attention", recording)
+    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", recording)
     with torch.no_grad():
         cache = model(prompt(length=11), use_cache=True)["past_key_values"]
         seen.clear()
@@ -139,12 +139,12 @@ def test_dropping_the_alibi_bias_in_cached_steps_breaks_the_comparison(config, m
     """The known bug class: a cached step without ALiBi. The comparison above must catch it."""
     model = build("FactoredALiBi", config)
     plain_ids, plain_logits = greedy(model, prompt(), 30, use_cache=False)
-    real = model_module.attention_bias
+    real = attention_module.attention_bias
 
     def no_alibi_when_cached(t_q, t_k, slopes=None, *args, **kwargs):
         return real(t_q, t_k, slopes if t_q == t_k else None, *args, **kwargs)
 
-    monkeypatch.setattr(model_module, "attention_bias", no_alibi_when_cached)
+    monkeypatch.setattr(attention_module, "attention_bias", no_alibi_when_cached)
     broken_ids, broken_logits = greedy(model, prompt(), 30, use_cache=True)
     assert torch.equal(broken_logits[:, 0], plain_logits[:, 0])  # the prefill is still right
     assert (broken_logits - plain_logits).abs().max() > 1e-2

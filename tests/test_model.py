@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tfa_core.model as model_module
+import tfa_core.attention as attention_module
 from tfa_core import (
     GPTConfigALiBi,
     alibi_slopes,
@@ -54,14 +54,39 @@ def test_model_logits_equal_with_the_plain_attention(name, tiny_config, monkeypa
     model = get_model(name, config).eval()
     x = ids(config)
     fast = model(x)["logits"]
-    import tfa_core.baselines as baselines_module
 
     def plain(q, k, v, bias=None, dropout_p=0.0):
         return reference_attention(q, k, v, bias)
 
-    monkeypatch.setattr(model_module, "scaled_dot_product_attention", plain)
-    monkeypatch.setattr(baselines_module, "scaled_dot_product_attention", plain)
+    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", plain)
     torch.testing.assert_close(model(x)["logits"], fast, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["FactoredALiBi", "VanillaALiBi", "FactoredRotary", "SASP"])
+def test_query_blocks_equal_the_dense_path(name, monkeypatch):
+    """Long inputs go through attention in query blocks; the numbers must not change."""
+    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=96, vocab_size=50, dropout=0.0)
+    model = get_model(name, config).eval()
+    x = ids(config, length=96)
+    mask = torch.ones(2, 96)
+    mask[1, :7] = 0
+    dense = model(x, attention_mask=mask)["logits"]
+    monkeypatch.setattr(attention_module.causal_attention, "__defaults__", (None, None, 0.0, 20))
+    torch.testing.assert_close(model(x, attention_mask=mask)["logits"], dense, atol=1e-5, rtol=0)
+
+
+def test_each_query_block_sees_only_the_keys_it_needs(monkeypatch):
+    shapes = []
+    original = attention_module.scaled_dot_product_attention
+
+    def spy(q, k, v, bias=None, dropout_p=0.0):
+        shapes.append((q.shape[2], k.shape[2], tuple(bias.shape)))
+        return original(q, k, v, bias, dropout_p)
+
+    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
+    q, k, v = (torch.randn(1, 2, 50, 4) for _ in range(3))
+    attention_module.causal_attention(q, k, v, alibi_slopes(2), query_block=20)
+    assert shapes == [(20, 20, (2, 20, 20)), (20, 40, (2, 20, 40)), (10, 50, (2, 10, 50))]
 
 
 # -- channel mixing --------------------------------------------------------------------------

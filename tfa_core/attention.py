@@ -18,6 +18,8 @@ __all__ = [
     "merge_heads",
     "attention_bias",
     "scaled_dot_product_attention",
+    "causal_attention",
+    "QUERY_BLOCK",
     "reference_attention",
     "channel_mix",
     "kronecker_lift",
@@ -88,6 +90,36 @@ def scaled_dot_product_attention(q, k, v, bias=None, dropout_p: float = 0.0) -> 
             )
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+
+
+QUERY_BLOCK = 1024
+"""Longer runs of queries are attended in blocks of this many (see :func:`causal_attention`)."""
+
+
+def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float = 0.0,
+                     query_block: int = QUERY_BLOCK) -> torch.Tensor:
+    """Causal attention with optional ALiBi ``slopes`` and padding, the path chosen by length.
+
+    Up to ``query_block`` queries: one fused call with the whole ``(H, t_q, t_k)`` bias. More: the
+    queries go in blocks, each against only the keys it can see, with a bias of just
+    ``(H, block, keys seen)`` -- memory grows with ``block x t_k`` instead of ``t_k x t_k``, which at
+    16k tokens is the difference between megabytes and gigabytes. Both paths give the same numbers.
+
+    ``q``: ``(B, H, t_q, d)``; ``k``, ``v``: ``(B, H, t_k, d)`` with the queries the last ``t_q`` keys.
+    """
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    if t_q <= query_block:
+        bias = attention_bias(t_q, t_k, slopes, attention_mask, dtype=q.dtype, device=q.device)
+        return scaled_dot_product_attention(q, k, v, bias, dropout_p)
+    blocks = []
+    for start in range(0, t_q, query_block):
+        end = min(start + query_block, t_q)
+        seen = t_k - t_q + end  # keys up to and including the block's last query
+        mask = attention_mask[:, :seen] if attention_mask is not None else None
+        bias = attention_bias(end - start, seen, slopes, mask, dtype=q.dtype, device=q.device)
+        blocks.append(scaled_dot_product_attention(q[:, :, start:end], k[:, :, :seen], v[:, :, :seen],
+                                                   bias, dropout_p))
+    return torch.cat(blocks, dim=2)  # (B, H, t_q, d)
 
 
 def reference_attention(q, k, v, bias=None) -> torch.Tensor:

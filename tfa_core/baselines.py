@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from .alibi import alibi_slopes
-from .attention import attention_bias, merge_heads, scaled_dot_product_attention, split_heads
+from .attention import causal_attention, merge_heads, split_heads
 from .language_model import CausalLanguageModel, causal_lm_loss
 from .model import MLP
 
@@ -42,9 +42,7 @@ class CausalSelfAttention(nn.Module):
         # q, k, v: (B, H, T, d)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
-        bias = attention_bias(q.shape[2], k.shape[2], self.alibi_slopes, attention_mask, dtype=q.dtype,
-                              device=q.device)
-        y = scaled_dot_product_attention(q, k, v, bias, self.dropout if self.training else 0.0)
+        y = causal_attention(q, k, v, self.alibi_slopes, attention_mask, self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
 
@@ -140,9 +138,8 @@ class ShapedAttention(nn.Module):
         q, k = split_heads(self.q(h), self.n_head), split_heads(self.k(h), self.n_head)  # (B, H, T, d)
         v = split_heads(self.v(h) if self.v is not None else h, self.n_head)  # (B, H, T, d)
         keys, values = cache.append(k, v) if cache is not None else (k, v)  # (B, H, T_past + T, d)
-        bias = attention_bias(T, keys.shape[2], None, attention_mask, dtype=q.dtype, device=q.device)
         dropout_p = self.dropout if self.training else 0.0
-        softmax_part = scaled_dot_product_attention(q, keys, values, bias, dropout_p)
+        softmax_part = causal_attention(q, keys, values, None, attention_mask, dropout_p)
         # U v: the mean of the values up to each new token, cached ones included
         uniform_part = causal_mean(values, attention_mask)[:, :, -T:]  # (B, H, T, d)
         a, b, g = (p.view(1, -1, 1, 1) for p in (self.alpha, self.beta, self.gamma))

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .alibi import alibi_slopes
-from .attention import attention_bias, channel_mix, merge_heads, scaled_dot_product_attention, split_heads
+from .attention import causal_attention, channel_mix, merge_heads, split_heads
 from .language_model import CausalLanguageModel, causal_lm_loss
 from .positions import apply_rotary, rotary_angles, sinusoidal_embeddings
 
@@ -75,9 +75,7 @@ class FactoredCausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
         # the queries sit at the end of the keys: the newest key gets ALiBi bias 0
-        t_q, t_k = q.shape[2], k.shape[2]
-        bias = attention_bias(t_q, t_k, self.alibi_slopes, attention_mask, dtype=q.dtype, device=q.device)
-        y = scaled_dot_product_attention(q, k, v, bias, self.dropout if self.training else 0.0)
+        y = causal_attention(q, k, v, self.alibi_slopes, attention_mask, self.dropout if self.training else 0.0)
         if self.proj_mix is not None:
             y = channel_mix(y, self.proj_mix)
         return self.resid_dropout(merge_heads(y))  # (B, T, C)
