@@ -4,6 +4,7 @@
     tfa generate runs/char --prompt "ROMEO:" --max-new-tokens 200
     tfa evaluate runs/char
     tfa info runs/char
+    tfa extrapolate --recipe cpu --out runs/study
 
 ``torchrun --nproc_per_node=N -m tfa_core.cli train ...`` trains on N processes (DDP). Mistakes (a
 missing file, a bad value, a run without checkpoints) end with one line on stderr and exit code 2;
@@ -236,6 +237,19 @@ def command_info(args) -> int:
     return 0
 
 
+def command_extrapolate(args) -> int:
+    from .study import run_extrapolation_study
+
+    rows = run_extrapolation_study(
+        args.out, recipe=args.recipe, models=args.models.split(",") if args.models else None,
+        steps=args.steps, lengths=[int(x) for x in args.lengths.split(",")] if args.lengths else None,
+        data=args.data, seed=args.seed, device=args.device, progress=not args.no_progress)
+    print((Path(args.out) / "report.md").read_text())
+    print(f"wrote {len(rows)} results to {Path(args.out) / 'results.csv'}, plots perplexity.png and "
+          "loss_by_position.png")
+    return 0
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-batches", type=int, default=20)
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(run_command=command_evaluate)
+
+    study = commands.add_parser("extrapolate", help="the length-extrapolation study: train short, test long")
+    study.add_argument("--recipe", default="cpu", choices=["cpu", "cuda"])
+    study.add_argument("--out", required=True, help="folder for results.csv, report.md and the plots")
+    study.add_argument("--models", help="comma-separated registry names (default: every position scheme)")
+    study.add_argument("--steps", type=int, help="training steps per model (default: the recipe's)")
+    study.add_argument("--lengths", help="comma-separated evaluation lengths (default: the recipe's)")
+    study.add_argument("--data", default="shakespeare")
+    study.add_argument("--seed", type=int, default=1337)
+    study.add_argument("--device", default="auto")
+    study.add_argument("--no-progress", action="store_true")
+    study.set_defaults(run_command=command_extrapolate)
 
     info = commands.add_parser("info", help="what a run is and how far it got")
     info.add_argument("run")
