@@ -30,11 +30,18 @@ from .generation import generate_tokens, stream_generate
 from .kv_cache import KVCache
 from .language_model import CausalLanguageModel, causal_lm_loss
 from .model import FactoredTransformerModel, FactoredTransformerModelALiBi
-from .baselines import SASPTransformer, VanillaGPT
+from .baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
+from .checkpoint import load_checkpoint, save_checkpoint
+from .comparison import run_comprehensive_comparison
+from .evaluation import evaluate_length, evaluate_lengths, test_length_extrapolation
 from .parameters import estimate_model_parameters, parameter_breakdown
+from .plotting import LiveLossPlot
+from .positions import POSITION_SCHEMES
 from .registry import get_model, list_available_models
 from .sampling import sample_next_token, top_k_filter, top_p_filter
+from .study import run_extrapolation_study
 from .tokenizers import CharacterTokenizer, GPT2Tokenizer, create_tokenizer
+from .training import Trainer, TrainingConfig, train_model
 
 __version__ = "0.1.0"
 from .course import QUICK_ENV, environment_report, quick_mode
