@@ -56,7 +56,7 @@ def test_sliding_windows_give_every_scored_token_long_context(tokens):
 def test_long_windows_use_query_blocks_and_match_the_dense_numbers(tokens, monkeypatch):
     model = model_for()
     dense = evaluate_length(model, tokens, 60, "non_overlapping")
-    monkeypatch.setattr(attention_module.causal_attention, "__defaults__", (None, None, 0.0, 16))
+    monkeypatch.setattr(attention_module, "QUERY_BLOCK", 16)
     blocked = evaluate_length(model, tokens, 60, "non_overlapping")
     assert blocked.loss == pytest.approx(dense.loss, abs=1e-5)
     assert blocked.loss_by_position == pytest.approx(dense.loss_by_position, abs=1e-5)

@@ -97,7 +97,7 @@ QUERY_BLOCK = 1024
 
 
 def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float = 0.0,
-                     query_block: int = QUERY_BLOCK) -> torch.Tensor:
+                     query_block: int | None = None) -> torch.Tensor:
     """Causal attention with optional ALiBi ``slopes`` and padding, the path chosen by length.
 
     Up to ``query_block`` queries: one fused call with the whole ``(H, t_q, t_k)`` bias. More: the
@@ -106,7 +106,9 @@ def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float
     16k tokens is the difference between megabytes and gigabytes. Both paths give the same numbers.
 
     ``q``: ``(B, H, t_q, d)``; ``k``, ``v``: ``(B, H, t_k, d)`` with the queries the last ``t_q`` keys.
+    ``query_block`` defaults to the module's ``QUERY_BLOCK``.
     """
+    query_block = query_block or QUERY_BLOCK
     t_q, t_k = q.shape[-2], k.shape[-2]
     if t_q <= query_block:
         bias = attention_bias(t_q, t_k, slopes, attention_mask, dtype=q.dtype, device=q.device)

@@ -138,10 +138,11 @@ def alibi_bias_widget(n_head: int = 8, length: int = 24, max_length: int = 128):
         bias = alibi_bias(slopes[head:head + 1], T)[0]  # (T, T), -inf above the diagonal
         weights = torch.softmax(bias[-1], dim=-1)  # the last query, equal scores: ALiBi alone
         distance = torch.arange(T - 1, -1, -1)  # distance of each key from the last query
+        from matplotlib import colormaps
+
         figure, (left, right) = _figure(9.0, 3.4, columns=2)
         shown = bias.masked_fill(torch.isinf(bias), float("nan")).numpy()
-        image = left.imshow(shown, cmap="viridis")
-        image.cmap.set_bad("#cccccc")
+        image = left.imshow(shown, cmap=colormaps["viridis"].with_extremes(bad="#cccccc"))
         left.set_title(f"head {head}: bias -m(i - j), m = {_power_of_two(m)}")
         left.set_xlabel("key j")
         left.set_ylabel("query i")

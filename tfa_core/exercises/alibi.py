@@ -1,5 +1,5 @@
 """Exercises of notebook 03, ALiBi: the slopes by the authors' algorithm, the bias matrix with its
-causal mask, the bias in cached decoding, and how far back each head looks."""
+causal mask, how far back each head looks, and the bias in cached decoding."""
 
 from __future__ import annotations
 
@@ -90,32 +90,6 @@ register(Exercise(
     ],
 ))
 
-# -- 03.cached_bias ------------------------------------------------------------------------------------
-
-
-register(Exercise(
-    id="03.cached_bias",
-    function="cached_bias",
-    title="the bias when the queries are the newest tokens",
-    reference=alibi_bias,
-    cases=lambda: [
-        Case("slopes = [0.5], one new query over t_k = 5 keys", (torch.tensor([0.5]), 1, 5),
-             hint="the query is the newest token, at position 4: it sees all five keys, the newest with bias 0"),
-        Case("slopes for 4 heads, t_q = 2 queries over t_k = 6 keys", (alibi_slopes(4), 2, 6),
-             hint="query i sits at position t_k - t_q + i"),
-        Case("slopes for 3 heads, t_q = t_k = 4 (no cache: the square bias)", (alibi_slopes(3), 4, 4)),
-        Case("slopes for 2 heads, t_q = t_k = 1", (alibi_slopes(2), 1, 1)),
-    ],
-    compare=close_tensor(BIAS_DIMS, atol=1e-6),
-    mistakes=[
-        Mistake(lambda slopes, t_q, t_k: _bias_from(slopes, _distance(t_q, t_k, queries_at_end=False)),
-                "your queries sit at the start of the keys; in cached decoding they are the newest "
-                "tokens, the last t_q positions, so the newest key gets bias 0 (a known bug elsewhere)"),
-        Mistake(lambda slopes, t_q, t_k: _bias_from(slopes, _distance(t_q, t_k), mask=False),
-                "keys after a query are not masked: set them to float('-inf')"),
-    ],
-))
-
 # -- 03.half_weight_distance ---------------------------------------------------------------------------
 
 
@@ -139,5 +113,31 @@ register(Exercise(
         Mistake(lambda slopes: 1 / slopes, "1/m is where the weight falls to 1/e; half is where "
                 "exp(-m d) = 1/2, so d = ln(2) / m"),
         Mistake(lambda slopes: 0.5 / slopes, "the weight is exp(-m d); solve exp(-m d) = 1/2 for d"),
+    ],
+))
+
+# -- 03.cached_bias ------------------------------------------------------------------------------------
+
+
+register(Exercise(
+    id="03.cached_bias",
+    function="cached_bias",
+    title="the bias when the queries are the newest tokens",
+    reference=alibi_bias,
+    cases=lambda: [
+        Case("slopes = [0.5], one new query over t_k = 5 keys", (torch.tensor([0.5]), 1, 5),
+             hint="the query is the newest token, at position 4: it sees all five keys, the newest with bias 0"),
+        Case("slopes for 4 heads, t_q = 2 queries over t_k = 6 keys", (alibi_slopes(4), 2, 6),
+             hint="query i sits at position t_k - t_q + i"),
+        Case("slopes for 3 heads, t_q = t_k = 4 (no cache: the square bias)", (alibi_slopes(3), 4, 4)),
+        Case("slopes for 2 heads, t_q = t_k = 1", (alibi_slopes(2), 1, 1)),
+    ],
+    compare=close_tensor(BIAS_DIMS, atol=1e-6),
+    mistakes=[
+        Mistake(lambda slopes, t_q, t_k: _bias_from(slopes, _distance(t_q, t_k, queries_at_end=False)),
+                "your queries sit at the start of the keys; in cached decoding they are the newest "
+                "tokens, the last t_q positions, so the newest key gets bias 0 (a known bug elsewhere)"),
+        Mistake(lambda slopes, t_q, t_k: _bias_from(slopes, _distance(t_q, t_k), mask=False),
+                "keys after a query are not masked: set them to float('-inf')"),
     ],
 ))
