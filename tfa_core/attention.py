@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import flex
 from .alibi import alibi_bias, causal_mask
 
 __all__ = [
@@ -100,7 +101,9 @@ def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float
                      query_block: int | None = None) -> torch.Tensor:
     """Causal attention with optional ALiBi ``slopes`` and padding, the path chosen by length.
 
-    Up to ``query_block`` queries: one fused call with the whole ``(H, t_q, t_k)`` bias. More: the
+    On CUDA, full causal ALiBi attention (no padding, no dropout) goes through FlexAttention (see
+    ``flex.py``). Otherwise, up to ``query_block`` queries: one fused call with the whole
+    ``(H, t_q, t_k)`` bias. More: the
     queries go in blocks, each against only the keys it can see, with a bias of just
     ``(H, block, keys seen)`` -- memory grows with ``block x t_k`` instead of ``t_k x t_k``, which at
     16k tokens is the difference between megabytes and gigabytes. Both paths give the same numbers.
@@ -110,6 +113,9 @@ def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float
     """
     query_block = query_block or QUERY_BLOCK
     t_q, t_k = q.shape[-2], k.shape[-2]
+    if (q.is_cuda and slopes is not None and attention_mask is None and dropout_p == 0.0 and t_q == t_k
+            and flex.USE_FLEX_ON_CUDA and flex.flex_available()):
+        return flex.flex_alibi_attention(q, k, v, slopes)  # fused kernel, no T x T bias at all
     if t_q <= query_block:
         bias = attention_bias(t_q, t_k, slopes, attention_mask, dtype=q.dtype, device=q.device)
         return scaled_dot_product_attention(q, k, v, bias, dropout_p)
