@@ -347,3 +347,19 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
     model(x, labels=x)["loss"].backward()
     for a, p in zip(plain, model.parameters()):
         torch.testing.assert_close(p.grad, a, atol=1e-6, rtol=1e-5)
+
+
+def test_the_alibi_bias_is_built_once_and_shared_by_the_layers(tiny_config, monkeypatch):
+    calls = []
+    real = attention_module.alibi_bias
+    monkeypatch.setattr(attention_module, "alibi_bias", lambda *a: calls.append(a[1:]) or real(*a))
+    attention_module._last_alibi_bias.update(key=None, bias=None)
+    model = get_model("FactoredALiBi", tiny_config.copy(n_layer=4)).eval()
+    x = ids(tiny_config)
+    first = model(x)["logits"]
+    model(x)
+    assert calls == [(16, 16)]  # one bias for four layers and two forward passes
+    model.transformer.h[2].attn.alibi_slopes.data = torch.tensor([1.0, 0.5, 0.25, 0.125])
+    changed = model(x)["logits"]
+    assert len(calls) == 3  # layer 2's own slopes, then back to the shared ones for layer 3
+    assert not torch.allclose(changed, first)

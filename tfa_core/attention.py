@@ -62,7 +62,7 @@ def attention_bias(
     if slopes is None and attention_mask is None and t_q == t_k:
         return None
     if slopes is not None:
-        bias = alibi_bias(slopes.to(dtype=dtype), t_q, t_k)  # (H, t_q, t_k)
+        bias = _shared_alibi_bias(slopes, t_q, t_k, dtype)  # (H, t_q, t_k)
         device = bias.device
     else:
         allowed = causal_mask(t_q, t_k, device=device)
@@ -74,6 +74,22 @@ def attention_bias(
         keep = keep | own_key  # (B, 1, t_q, t_k)
         bias = bias[None].masked_fill(~keep, float("-inf"))  # (B, H, t_q, t_k)
     return bias
+
+
+_last_alibi_bias: dict = {"key": None, "bias": None}
+
+
+def _shared_alibi_bias(slopes: torch.Tensor, t_q: int, t_k: int, dtype) -> torch.Tensor:
+    """``alibi_bias`` built once and shared: every layer of a model (and every training step at the
+    same length) asks for the same bias, so the last one is kept and reused while the slopes' values,
+    the sizes, dtype and device are the same. A layer with its own custom slopes gets its own bias;
+    slopes that are being learned (``requires_grad``) are never cached."""
+    if slopes.requires_grad:
+        return alibi_bias(slopes.to(dtype=dtype), t_q, t_k)
+    key = (tuple(slopes.tolist()), t_q, t_k, dtype, slopes.device)
+    if _last_alibi_bias["key"] != key:
+        _last_alibi_bias.update(key=key, bias=alibi_bias(slopes.to(dtype=dtype), t_q, t_k))
+    return _last_alibi_bias["bias"]
 
 
 def scaled_dot_product_attention(q, k, v, bias=None, dropout_p: float = 0.0) -> torch.Tensor:
