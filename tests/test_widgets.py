@@ -1,0 +1,86 @@
+"""The course widgets, driven from code: setting a control changes the figure and the table, and what
+they show is right."""
+
+import pytest
+import torch
+
+from tfa_core import GPTConfigALiBi, get_model
+from tfa_core.widgets import alibi_bias_widget, channel_mix_widget, slopes_widget, stream_norms_widget
+
+PNG = b"\x89PNG"
+
+
+def shows(box):
+    """What the widget shows now: the PNG bytes of its figure and the HTML of its table."""
+    return bytes(box.figure.value), box.table.value
+
+
+def test_slopes_widget_follows_the_number_of_heads():
+    box = slopes_widget(n_head=4)
+    before = shows(box)
+    assert before[0].startswith(PNG)
+    assert "a power of two: the closed form agrees" in before[1]
+    box.controls["n_head"].value = 6
+    figure, table = shows(box)
+    assert figure != before[0] and table != before[1]
+    assert "not a power of two" in table
+    # the six slopes, in the authors' order, and the closed form disagreeing
+    assert [cell for cell in ("2^-2", "2^-4", "2^-6", "2^-8", "2^-1", "2^-3") if cell in table] == \
+        ["2^-2", "2^-4", "2^-6", "2^-8", "2^-1", "2^-3"]
+    assert table.index("2^-8") < table.index("2^-1<")
+    assert "✘" in table
+
+
+def test_alibi_bias_widget_follows_head_and_length():
+    box = alibi_bias_widget(n_head=8, length=24)
+    first = shows(box)
+    assert "Head 0: slope 0.5" in first[1]
+    box.controls["head"].value = 3
+    second = shows(box)
+    assert second[0] != first[0]
+    assert "Head 3: slope 0.0625" in second[1]
+    box.controls["length"].value = 2
+    third = shows(box)
+    assert third[0] != second[0]
+    # two keys, equal scores: weights proportional to 1 and exp(-1/16)
+    newest = 1 / (1 + torch.exp(torch.tensor(-0.0625))).item()
+    assert f"newest key gets weight {newest:.3f}" in third[1]
+    assert "the last 2 keys get 100% of the weight" in third[1]
+
+
+def test_stream_norms_widget_follows_the_layer():
+    config = GPTConfigALiBi(n_layer=3, n_head=2, n_embd=16, block_size=8, vocab_size=20, dropout=0.0)
+    model = get_model("FactoredALiBi", config).train()
+    ids = torch.tensor([1, 5, 7, 7, 2, 9])
+    box = stream_norms_widget(model, ids)
+    assert model.training  # the widget restores the model's mode
+    last = shows(box)
+    box.controls["layer"].value = 0
+    first = shows(box)
+    assert first[0] != last[0] and first[1] != last[1]
+    assert "mean ‖xe‖ = 0.000" in first[1]  # xe starts at zero
+    with torch.no_grad():
+        xt = model.transformer.wte(ids)
+    assert f"mean ‖xt‖ = {xt.norm(dim=-1).mean().item():.3f}" in first[1]  # xt starts as the embeddings
+    box.controls["layer"].value = 3
+    assert "mean ‖xe‖ = 0.000" not in box.table.value
+
+
+def test_stream_norms_widget_needs_a_factored_model():
+    config = GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=20)
+    with pytest.raises(TypeError, match="token-factored model"):
+        stream_norms_widget(get_model("Vanilla", config), torch.tensor([1, 2]))
+
+
+def test_channel_mix_widget_shows_the_mix_and_what_it_does():
+    box = channel_mix_widget(n_head=3, head_dim=4)
+    identity = shows(box)
+    assert "9 numbers, not 144" in identity[1]
+    # swap heads 0 and 1
+    for name, value in {"V[0,0]": 0.0, "V[0,1]": 1.0, "V[1,0]": 1.0, "V[1,1]": 0.0}.items():
+        box.controls[name].value = value
+    figure, table = shows(box)
+    assert figure != identity[0]
+    row_head_0 = table.split("value head 0")[1].split("</tr>")[0]
+    cosines = [cell.split("<")[0] for cell in row_head_0.split("'>")[2:]]
+    assert cosines[1] == "+1.00"  # value head 0 is now exactly head-block 1
