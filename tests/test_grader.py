@@ -103,11 +103,22 @@ def test_a_file_that_is_not_a_notebook_is_a_row_not_a_crash(tmp_path, capsys):
     missing = tmp_path / "02_never_handed_in.ipynb"
     stranger = tmp_path / "notes.ipynb"
     stranger.write_text(json.dumps({"cells": [], "metadata": {}}))
-    code = grading.main([str(broken), str(missing), str(stranger)])
+    welcome = ROOT / "course" / "00_welcome.ipynb"  # no exercises: no rows
+    code = grading.main([str(broken), str(missing), str(stranger), str(welcome)])
     out = capsys.readouterr().out
     assert code == 0  # without --strict the grader reports and succeeds
     assert out.count("unreadable") == 3
+    assert "cannot tell which course notebook this is" in out
+    assert "00_welcome" not in out
     assert "total: 0 of 3 correct" in out
+
+
+def test_a_folder_stands_for_the_notebooks_under_it(tmp_path):
+    for name in ("b/01_x.ipynb", "a/03_y.ipynb", "a/.ipynb_checkpoints/03_y-checkpoint.ipynb", "a/notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("not json")
+    grades = grading.grade_notebooks([tmp_path])
+    assert [Path(g.notebook).relative_to(tmp_path).as_posix() for g in grades] == ["a/03_y.ipynb", "b/01_x.ipynb"]
 
 
 def test_json_output(tmp_path, capsys):

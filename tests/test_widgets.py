@@ -84,3 +84,12 @@ def test_channel_mix_widget_shows_the_mix_and_what_it_does():
     row_head_0 = table.split("value head 0")[1].split("</tr>")[0]
     cosines = [cell.split("<")[0] for cell in row_head_0.split("'>")[2:]]
     assert cosines[1] == "+1.00"  # value head 0 is now exactly head-block 1
+
+
+def test_bad_sizes_are_named():
+    with pytest.raises(ValueError, match="n_head must be between 1 and 16"):
+        slopes_widget(n_head=0)
+    with pytest.raises(ValueError, match="length must be between 2 and 128"):
+        alibi_bias_widget(length=500)
+    with pytest.raises(TypeError, match="head_dim must be an int"):
+        channel_mix_widget(head_dim=2.5)

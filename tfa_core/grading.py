@@ -251,7 +251,8 @@ def _run_jobs(jobs: list[dict], timeout: float) -> dict[str, dict]:
 # -- grading ---------------------------------------------------------------------------------------
 
 def grade_notebook(path: str | os.PathLike, timeout: float = 30.0) -> list[Grade]:
-    """One row per exercise of this notebook, in course order."""
+    """One row per exercise of this notebook, in course order (none for a notebook without exercises,
+    such as 00)."""
     from .exercises import list_exercises
 
     name = str(path)
@@ -259,10 +260,10 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 30.0) -> list[Grade
         number, sources = read_exercise_cells(path)
     except ValueError as error:
         return [Grade(name, "-", UNREADABLE, str(error))]
-    exercise_ids = list_exercises(number) if number else []
-    if not exercise_ids:
-        return [Grade(name, "-", UNREADABLE, "not a course notebook with exercises (no exercise tags, and "
-                      "neither its metadata nor its file name says which notebook it is)")]
+    if number is None:
+        return [Grade(name, "-", UNREADABLE, "cannot tell which course notebook this is: neither its "
+                      "metadata (tfa_course.notebook) nor its file name (01_...) says")]
+    exercise_ids = list_exercises(number)
     jobs = [dict(id=i, source=sources[i]) for i in exercise_ids if i in sources]
     outcomes = _run_jobs(jobs, timeout) if jobs else {}
     rows = []

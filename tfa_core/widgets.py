@@ -57,6 +57,15 @@ def _power_of_two(x: float) -> str:
     return f"2^{exponent:g}" if abs(exponent - round(exponent, 3)) < 1e-6 else f"{x:.4g}"
 
 
+def _require_int(name: str, value, low: int, high: int | None = None) -> None:
+    """A ValueError/TypeError naming the argument unless ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+
+
 def _table(header: list[str], rows: list[list[str]], bold_row: int | None = None) -> str:
     cell = "padding:2px 10px;text-align:right"
     head = "".join(f"<th style='{cell}'>{html.escape(h)}</th>" for h in header)
@@ -91,6 +100,8 @@ def _assemble(controls: dict, update, width: str = "760px"):
 def slopes_widget(n_head: int = 6, max_heads: int = 16):
     """Number of heads -> the ALiBi slopes of the authors' algorithm, next to the closed form
     ``2^(-8(h+1)/n)`` that blogs use, which agrees only when ``n`` is a power of two."""
+    _require_int("max_heads", max_heads, 1)
+    _require_int("n_head", n_head, 1, max_heads)
     widgets = _widgets()
     slider = widgets.IntSlider(value=n_head, min=1, max=max_heads, description="heads")
 
@@ -125,6 +136,9 @@ def slopes_widget(n_head: int = 6, max_heads: int = 16):
 def alibi_bias_widget(n_head: int = 8, length: int = 24, max_length: int = 128):
     """Head and length -> that head's bias matrix (masked keys in grey) and how its attention
     weight falls with distance when every score is equal, so that only ALiBi decides."""
+    _require_int("n_head", n_head, 1)
+    _require_int("max_length", max_length, 2)
+    _require_int("length", length, 2, max_length)
     widgets = _widgets()
     controls = {
         "head": widgets.IntSlider(value=0, min=0, max=n_head - 1, description="head"),
@@ -226,6 +240,8 @@ def channel_mix_widget(n_head: int = 3, head_dim: int = 4):
     """A small ``H x H`` value mix ``V`` with a slider per entry -> the ``C x C`` matrix
     ``V ⊗ I_d`` it stands for (block structure, never built by the model) and what each value head
     becomes: a weighted sum of whole head-blocks of ``xt``."""
+    _require_int("n_head", n_head, 1, 6)  # one slider per entry of V: 36 at most
+    _require_int("head_dim", head_dim, 1)
     widgets = _widgets()
     entries = {f"V[{h},{g}]": widgets.FloatSlider(value=float(h == g), min=-1.0, max=1.0, step=0.1,
                                                    description=f"V[{h},{g}]", continuous_update=False,

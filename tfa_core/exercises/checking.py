@@ -242,8 +242,9 @@ def check(exercise_id: str, function: Callable[..., Any]) -> CheckResult:
     """Check the learner's ``function`` against the reference for exercise ``exercise_id``.
 
     Every case is run with fresh copies of its inputs (so a function that changes its arguments in
-    place cannot spoil the next case). Never raises: the outcome, good or bad, is the returned
-    :class:`CheckResult`, which a notebook shows as a coloured box.
+    place cannot spoil the next case), and the notebook's random state is left as it was. Never
+    raises: the outcome, good or bad, is the returned :class:`CheckResult`, which a notebook shows as
+    a coloured box.
     """
     try:
         exercise = get_exercise(exercise_id)
@@ -255,62 +256,62 @@ def check(exercise_id: str, function: Callable[..., Any]) -> CheckResult:
             f"check needs the function itself, e.g. check({exercise.id!r}, {exercise.function}), "
             f"but it was given {describe_value(function)} ({type(function).__name__})",
         )
-    try:
-        with torch.no_grad():
-            cases = exercise.cases()
-    except Exception as error:  # a bug on our side: say so rather than blame the learner
-        return CheckResult(exercise.id, ERROR, f"the check itself failed to build its inputs: {error!r}")
-    total = len(cases)
-    for number, case in enumerate(cases, 1):
-        where = f"case {number} of {total}"
-        with torch.no_grad():
-            expected = exercise.reference(*copy.deepcopy(case.args))
-            try:
-                got = function(*copy.deepcopy(case.args))
-            except NotImplementedError as error:
-                if number == 1:
-                    return CheckResult(exercise.id, NOT_ATTEMPTED,
-                                       f"write `{exercise.function}` in the exercise cell above "
-                                       "(replace `raise NotImplementedError`), run it, then run this "
-                                       "cell again", total=total)
-                return CheckResult(exercise.id, INCORRECT,
-                                   f"your function raised NotImplementedError ({where})",
-                                   case=case.label, got=f"NotImplementedError({error})",
-                                   hint=case.hint, passed=number - 1, total=total)
-            except (Exception, SystemExit) as error:
-                line = _where_it_failed(error)
-                return CheckResult(exercise.id, ERROR,
-                                   f"your function raised {type(error).__name__} ({where})",
-                                   case=case.label, got=f"{type(error).__name__}: {error}"
-                                   + (f"\n(at {line})" if line else ""),
-                                   hint=case.hint, passed=number - 1, total=total)
-        if got is Ellipsis and number == 1:
-            return CheckResult(exercise.id, NOT_ATTEMPTED,
-                               f"`{exercise.function}` still returns `...`; write it in the exercise "
-                               "cell above, run it, then run this cell again", total=total)
-        if got is None:
-            return CheckResult(exercise.id, INCORRECT, f"your function returned None ({where})",
-                               case=case.label, expected=describe_value(expected), got="None",
-                               hint="did you forget to `return` the result?", passed=number - 1,
-                               total=total)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         try:
-            difference = exercise.compare(expected, got)
-        except Exception as error:
-            difference = f"could not compare what came back with the answer ({type(error).__name__}: {error})"
-        if difference is None:
+            cases = exercise.cases()
+        except Exception as error:  # a bug on our side: say so rather than blame the learner
+            return CheckResult(exercise.id, ERROR, f"the check itself failed to build its inputs: {error!r}")
+        for number, case in enumerate(cases, 1):
+            failure = _check_case(exercise, function, case, number, len(cases))
+            if failure is not None:
+                return failure
+    return CheckResult(exercise.id, CORRECT, f"all {len(cases)} cases agree with tfa_core",
+                       passed=len(cases), total=len(cases))
+
+
+def _check_case(exercise: Exercise, function, case: Case, number: int, total: int) -> CheckResult | None:
+    """``None`` when the learner's answer on this case agrees with the reference, else what went wrong."""
+    where = f"case {number} of {total}"
+    failed = dict(case=case.label, hint=case.hint, passed=number - 1, total=total)
+    try:
+        expected = exercise.reference(*copy.deepcopy(case.args))
+    except Exception as error:  # a bug on our side
+        return CheckResult(exercise.id, ERROR, f"the reference answer failed ({where}): {error!r}", **failed)
+    try:
+        got = function(*copy.deepcopy(case.args))
+    except NotImplementedError as error:
+        if number == 1:
+            return CheckResult(exercise.id, NOT_ATTEMPTED,
+                               f"write `{exercise.function}` in the exercise cell above (replace "
+                               "`raise NotImplementedError`), run it, then run this cell again", total=total)
+        return CheckResult(exercise.id, INCORRECT, f"your function raised NotImplementedError ({where})",
+                           got=f"NotImplementedError({error})", **failed)
+    except (Exception, SystemExit) as error:
+        line = _where_it_failed(error)
+        return CheckResult(exercise.id, ERROR, f"your function raised {type(error).__name__} ({where})",
+                           got=f"{type(error).__name__}: {error}" + (f"\n(at {line})" if line else ""),
+                           **failed)
+    if got is Ellipsis and number == 1:
+        return CheckResult(exercise.id, NOT_ATTEMPTED,
+                           f"`{exercise.function}` still returns `...`; write it in the exercise cell "
+                           "above, run it, then run this cell again", total=total)
+    if got is None:
+        failed["hint"] = "did you forget to `return` the result?"
+        return CheckResult(exercise.id, INCORRECT, f"your function returned None ({where})",
+                           expected=describe_value(expected), got="None", **failed)
+    try:
+        difference = exercise.compare(expected, got)
+    except Exception as error:
+        difference = f"could not compare what came back with the answer ({type(error).__name__}: {error})"
+    if difference is None:
+        return None
+    for mistake in exercise.mistakes:  # name the mistake, when it is a known one
+        try:
+            wrong = mistake.answer(*copy.deepcopy(case.args))
+        except Exception:
             continue
-        hint = case.hint
-        for mistake in exercise.mistakes:
-            try:
-                with torch.no_grad():
-                    wrong = mistake.answer(*copy.deepcopy(case.args))
-            except Exception:
-                continue
-            if _agrees(exercise, wrong, got):
-                hint = mistake.message
-                break
-        return CheckResult(exercise.id, INCORRECT, f"{difference} ({where})", case=case.label,
-                           expected=describe_value(expected), got=describe_value(got), hint=hint,
-                           passed=number - 1, total=total)
-    return CheckResult(exercise.id, CORRECT, f"all {total} cases agree with tfa_core",
-                       passed=total, total=total)
+        if _agrees(exercise, wrong, got):
+            failed["hint"] = mistake.message
+            break
+    return CheckResult(exercise.id, INCORRECT, f"{difference} ({where})", expected=describe_value(expected),
+                       got=describe_value(got), **failed)
