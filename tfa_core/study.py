@@ -11,6 +11,7 @@ a Markdown report and two plots (perplexity against length; loss by position in 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from .registry import get_model, position_scheme_of
 from .tokenizers import create_tokenizer
 from .training import Trainer, TrainingConfig
 
-__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "write_report", "plot_study"]
+__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "write_report", "plot_study", "replot"]
 
 STUDY_MODELS = ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE",
                 "Vanilla", "VanillaALiBi"]
@@ -103,9 +104,25 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
     context = dict(recipe=recipe, steps=steps, train_length=settings["block_size"], eval_tokens=eval_tokens,
                    device=device, seed=seed, data=data)
     _write_csv(out_dir / "results.csv", rows)
+    (out_dir / "loss_by_position.json").write_text(json.dumps(
+        {f"{r['model']}/{r['mode']}/{r['length']}": r["loss_by_position"] for r in rows}))
     (out_dir / "report.md").write_text(write_report(rows, **context))
     plot_study(rows, out_dir, train_length=settings["block_size"])
     return rows
+
+
+def replot(out_dir) -> None:
+    """Draw the plots again from ``results.csv`` and ``loss_by_position.json`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    with open(out_dir / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    by_position = json.loads((out_dir / "loss_by_position.json").read_text())
+    for r in rows:
+        r["length"] = int(r["length"])
+        r["perplexity"] = float(r["perplexity"])
+        r["loss_by_position"] = by_position.get(f"{r['model']}/{r['mode']}/{r['length']}", [])
+    train_length = min(r["length"] for r in rows)
+    plot_study(rows, out_dir, train_length)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -149,6 +166,20 @@ def write_report(rows: list[dict], **context) -> str:
     return "\n".join(lines)
 
 
+def _log_binned(values: list[float], bins: int = 24) -> tuple[list[float], list[float]]:
+    """Mean of ``values`` (indexed by position 1..n) in bins evenly spaced on a log scale: one
+    point per bin instead of thousands of noisy ones."""
+    n = len(values)
+    edges = sorted({1, *(round(n ** (i / bins)) for i in range(bins + 1))})
+    xs, ys = [], []
+    for lo, hi in zip(edges, edges[1:] + [n + 1]):
+        chunk = values[lo - 1:hi - 1]
+        if chunk:
+            xs.append((lo * (hi - 1)) ** 0.5)
+            ys.append(sum(chunk) / len(chunk))
+    return xs, ys
+
+
 def plot_study(rows: list[dict], out_dir, train_length: int) -> None:
     """``perplexity.png``: perplexity against evaluation length, one panel per mode;
     ``loss_by_position.png``: loss at each position of the longest non-overlapping window."""
@@ -182,12 +213,12 @@ def plot_study(rows: list[dict], out_dir, train_length: int) -> None:
         row = next((r for r in rows if r["model"] == model and r["length"] == longest
                     and r["mode"] == "non_overlapping" and r["loss_by_position"]), None)
         if row:
-            ax.plot(range(1, longest + 1), row["loss_by_position"], label=model, linewidth=1)
+            ax.plot(*_log_binned(row["loss_by_position"]), label=model, marker=".")
     ax.axvline(train_length, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("position in the window (tokens of context)")
     ax.set_ylabel("mean loss (nats)")
-    ax.set_title(f"loss by position, non-overlapping windows of {longest}")
+    ax.set_title(f"loss by position (log-spaced bins), non-overlapping windows of {longest}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
