@@ -10,6 +10,7 @@ from tfa_core.flex import flex_alibi_attention, flex_available
 pytestmark = pytest.mark.skipif(not flex_available(), reason="this torch has no FlexAttention")
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_flex_alibi_equals_the_plain_path_on_cpu():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 6, 40, 8) for _ in range(3))  # no backward on CPU in eager flex
