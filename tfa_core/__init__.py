@@ -10,6 +10,9 @@ The names here are the ones the course and the original tutorial use::
 
 from .alibi import alibi_bias, alibi_slopes, causal_mask
 from .attention import channel_mix, kronecker_lift, reference_attention
+from .baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
+from .checkpoint import load_checkpoint, save_checkpoint
+from .comparison import run_comprehensive_comparison
 from .config import (
     PRESETS,
     GPTConfigALiBi,
@@ -18,6 +21,7 @@ from .config import (
     load_alibi_config_preset,
     print_config_alibi,
 )
+from .course import QUICK_ENV, environment_report, quick_mode
 from .data import (
     encode_corpus,
     load_shakespeare,
@@ -30,9 +34,6 @@ from .generation import generate_tokens, stream_generate
 from .kv_cache import KVCache
 from .language_model import CausalLanguageModel, causal_lm_loss
 from .model import FactoredTransformerModel, FactoredTransformerModelALiBi
-from .baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
-from .checkpoint import load_checkpoint, save_checkpoint
-from .comparison import run_comprehensive_comparison
 from .evaluation import evaluate_length, evaluate_lengths, test_length_extrapolation
 from .parameters import estimate_model_parameters, parameter_breakdown
 from .plotting import LiveLossPlot
@@ -44,4 +45,3 @@ from .tokenizers import CharacterTokenizer, GPT2Tokenizer, create_tokenizer
 from .training import Trainer, TrainingConfig, train_model
 
 __version__ = "0.1.0"
-from .course import QUICK_ENV, environment_report, quick_mode
