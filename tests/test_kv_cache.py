@@ -107,7 +107,7 @@ def test_one_new_query_gets_the_last_row_of_the_square_bias():
     assert row[0, 0].tolist() == [-1.0, -0.75, -0.5, -0.25, 0.0]  # newest key: bias 0
     assert row[3, 0].tolist() == [-0.015625, -0.01171875, -0.0078125, -0.00390625, 0.0]
     assert torch.equal(row, alibi_bias(slopes, 5)[:, -1:])
-    assert torch.equal(attention_bias(1, 5, slopes), row)
+    assert torch.equal(attention_bias(1, 5, slopes), row[None])  # (1, H, 1, 5): 4-D for the fused kernel
 
 
 def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config, monkeypatch):
@@ -127,7 +127,8 @@ def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config,
     assert len(seen) == 2  # one per layer
     slopes = model.transformer.h[0].attn.alibi_slopes
     for bias in seen:
-        assert bias.shape == (4, 1, 12)
+        assert bias.shape == (1, 4, 1, 12)  # (1, H, t_q, t_k)
+        bias = bias[0]
         torch.testing.assert_close(bias, alibi_bias(slopes, 12)[:, -1:], atol=0, rtol=0)
         assert bias[:, 0, -1].tolist() == [0.0, 0.0, 0.0, 0.0]
         assert bias[0, 0, 0].item() == -0.25 * 11
@@ -214,7 +215,7 @@ def test_the_fused_causal_path_refuses_fewer_queries_than_keys():
     q, kv = torch.randn(1, 2, 1, 4), torch.randn(1, 2, 6, 4)
     with pytest.raises(ValueError, match="1 queries and 6 keys"):
         scaled_dot_product_attention(q, kv, kv)
-    assert attention_bias(1, 6).tolist() == [[[0.0] * 6]]  # the explicit mask sees every key
+    assert attention_bias(1, 6).tolist() == [[[[0.0] * 6]]]  # the explicit mask sees every key
 
 
 # -- the buffers are allocated once ----------------------------------------------------------------

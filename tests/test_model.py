@@ -86,7 +86,7 @@ def test_each_query_block_sees_only_the_keys_it_needs(monkeypatch):
     monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
     q, k, v = (torch.randn(1, 2, 50, 4) for _ in range(3))
     attention_module.causal_attention(q, k, v, alibi_slopes(2), query_block=20)
-    assert shapes == [(20, 20, (2, 20, 20)), (20, 40, (2, 20, 40)), (10, 50, (2, 10, 50))]
+    assert shapes == [(20, 20, (1, 2, 20, 20)), (20, 40, (1, 2, 20, 40)), (10, 50, (1, 2, 10, 50))]
 
 
 # -- channel mixing --------------------------------------------------------------------------

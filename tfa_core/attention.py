@@ -56,23 +56,25 @@ def attention_bias(
     The queries are the last ``t_q`` of the ``t_k`` keys (``t_q < t_k`` in cached decoding).
 
     Returns ``None`` when the mask is purely causal and square (the fused ``is_causal`` path is then
-    used), otherwise a tensor broadcastable to ``(B, H, t_q, t_k)``. With fewer queries than keys the
+    used), otherwise a 4-D tensor broadcastable to ``(B, H, t_q, t_k)``. With fewer queries than keys the
     mask is always built here: PyTorch's ``is_causal`` would align the queries with the *first* keys.
     """
     if slopes is None and attention_mask is None and t_q == t_k:
         return None
+    # Always 4-D: PyTorch's CPU flash kernel takes a (1, H, t_q, t_k) mask, while a 3-D one sends
+    # attention down the slow "math" path (measured: about twice the time, forward and backward).
     if slopes is not None:
-        bias = _shared_alibi_bias(slopes, t_q, t_k, dtype)  # (H, t_q, t_k)
+        bias = _shared_alibi_bias(slopes, t_q, t_k, dtype)[None]  # (1, H, t_q, t_k)
         device = bias.device
     else:
         allowed = causal_mask(t_q, t_k, device=device)
         bias = torch.zeros(t_q, t_k, dtype=dtype, device=device).masked_fill(~allowed, float("-inf"))
-        bias = bias[None]  # (1, t_q, t_k)
+        bias = bias[None, None]  # (1, 1, t_q, t_k)
     if attention_mask is not None:
         keep = attention_mask[:, None, None, :].to(device=device, dtype=torch.bool)  # (B, 1, 1, t_k)
         own_key = torch.arange(t_k, device=device) == torch.arange(t_k - t_q, t_k, device=device)[:, None]
         keep = keep | own_key  # (B, 1, t_q, t_k)
-        bias = bias[None].masked_fill(~keep, float("-inf"))  # (B, H, t_q, t_k)
+        bias = bias.masked_fill(~keep, float("-inf"))  # (B, H, t_q, t_k)
     return bias
 
 
