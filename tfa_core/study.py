@@ -187,7 +187,7 @@ def plot_study(rows: list[dict], out_dir, train_length: int) -> None:
 
     out_dir = Path(out_dir)
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(12.5, 4.2))
     for i, mode in enumerate(("non_overlapping", "sliding")):
         ax = fig.add_subplot(1, 2, i + 1)
         for model in models:
@@ -202,8 +202,8 @@ def plot_study(rows: list[dict], out_dir, train_length: int) -> None:
         ax.set_ylabel("perplexity")
         ax.set_title(f"{mode.replace('_', '-')} windows (trained at {train_length})")
         ax.grid(alpha=0.3, which="both")
-    fig.axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), fontsize=8, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.85, 1))  # room on the right for the legend
     fig.savefig(out_dir / "perplexity.png", dpi=110)
 
     longest = max(r["length"] for r in rows)
