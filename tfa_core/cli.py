@@ -151,19 +151,12 @@ def command_train(args) -> int:
             say(f"step {evals[-1]['step']}: validation loss {evals[-1]['val_loss']:.4f}")
         say(f"saved {trainer.last_checkpoint}")
         if args.test_generation and dist_info.is_main:
-            _test_generation(model, tokenizer, config)
+            from .evaluation import test_length_extrapolation
+
+            test_length_extrapolation(model, tokenizer, dist_info.device, config, prompt="\n", factors=(1, 4))
     finally:
         cleanup_distributed()
     return 0
-
-
-def _test_generation(model, tokenizer, config) -> None:
-    prompt = torch.tensor([tokenizer.encode("\n")], device=next(model.parameters()).device)
-    for factor in (1, 4):
-        length = min(factor * config.block_size, model.max_sequence_length)
-        out = model.generate(prompt, max_new_tokens=length - 1, temperature=0.8, top_k=40)
-        print(f"--- {length} tokens ({factor}x the training length) ---")
-        print(tokenizer.decode(out[0], skip_special_tokens=True)[-400:])
 
 
 # -- generate, evaluate, info ----------------------------------------------------------------

@@ -75,7 +75,7 @@ def evaluate_length(model, tokens: torch.Tensor, length: int, mode: str = "non_o
         raise ValueError(f"stride must be between 1 and the length {length}, got {stride}")
     starts = _window_starts(len(tokens), length, stride)
     if not starts:
-        raise ValueError(f"{len(tokens)} tokens are too few for one window of {length} + 1; "
+        raise ValueError(f"{len(tokens)} tokens are fewer than one window of {length} + 1; "
                          "use more evaluation text or a shorter length")
     device = device or next(model.parameters()).device
     was_training = model.training

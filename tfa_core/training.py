@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from .data import random_batch
 from .distributed import DistributedInfo, pick_device
+from .evaluation import evaluate_length
 
 __all__ = [
     "TrainingConfig",
@@ -130,29 +131,14 @@ def learning_rate_at(step: int, config: TrainingConfig) -> float:
     return config.min_learning_rate + cosine * (config.learning_rate - config.min_learning_rate)
 
 
-@torch.no_grad()
 def estimate_loss(model: nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 32,
                   max_batches: int | None = None, device=None) -> float:
     """Mean next-token loss over non-overlapping windows of ``block_size`` from the start of
-    ``tokens`` (1-D ids). Deterministic, so runs can be compared; ``max_batches`` caps the work."""
-    device = device or next(model.parameters()).device
-    n_windows = (len(tokens) - 1) // block_size if len(tokens) > block_size else 0
-    if n_windows == 0:
-        raise ValueError(f"validation data has {len(tokens)} tokens, fewer than one window of "
-                         f"block_size={block_size}; use more validation data or a smaller block_size")
-    if max_batches is not None:
-        n_windows = min(n_windows, max_batches * batch_size)
-    windows = tokens[: n_windows * block_size].view(n_windows, block_size)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, n_windows, batch_size):
-        batch = windows[start:start + batch_size].to(device)
-        loss = model(batch, labels=batch)["loss"]
-        total += loss.item() * len(batch)
-        count += len(batch)
-    model.train(was_training)
-    return total / count
+    ``tokens`` (1-D ids): :func:`~tfa_core.evaluation.evaluate_length` at the training length.
+    Deterministic, so runs can be compared; ``max_batches`` caps the work."""
+    max_tokens = max_batches * batch_size * block_size + 1 if max_batches is not None else None
+    return evaluate_length(model, tokens, block_size, "non_overlapping", batch_size=batch_size,
+                           max_tokens=max_tokens, device=device).loss
 
 
 def train_model(model, dataloader, optimizer, device, num_epochs: int = 1, log_interval: int = 100,
