@@ -9,11 +9,11 @@ In a notebook::
     check("03.slopes", slopes)   # correct / not attempted / what went wrong, on which input
 
 One module per notebook holds its exercises (``tokens`` for 01, ``streams`` for 02, ``alibi`` for 03,
-``mixing`` for 04); ``checking`` is the machinery and ``comparing`` the comparisons that explain
+``mixing`` for 04, ``assembly`` for 05, ``training`` for 06, ``extrapolation`` for 07, ``lens`` for 08); ``checking`` is the machinery and ``comparing`` the comparisons that explain
 themselves. ``tfa grade`` (``tfa_core.grading``) runs the same checks on a class's notebooks.
 """
 
-from . import alibi, mixing, streams, tokens  # noqa: F401  (each registers its exercises)
+from . import alibi, assembly, extrapolation, lens, mixing, streams, tokens, training  # noqa: F401  (each registers its exercises)
 from .checking import (
     CORRECT,
     ERROR,
