@@ -26,6 +26,8 @@ its assumptions:
   a CPU the "math" path stores three ``B x H x T x T`` tensors;
 - dropout masks are one byte per element on CUDA (bool) and one element of the dropped tensor's
   dtype on a CPU;
+- FlexAttention (CUDA without dropout) saves what a fused kernel saves, without the bias: under
+  autocast, torch 2.13 casts its ``q``, ``k`` and ``v`` to bf16 before it runs;
 - training length up to ``tfa_core.attention.QUERY_BLOCK`` where the dense bias is used;
 - on CUDA (FlexAttention, and every figure on a GPU) the count is not yet checked against
   ``torch.cuda.max_memory_allocated``: no GPU was available where it was written.
