@@ -93,3 +93,73 @@ def test_bad_sizes_are_named():
         alibi_bias_widget(length=500)
     with pytest.raises(TypeError, match="head_dim must be an int"):
         channel_mix_widget(head_dim=2.5)
+
+
+# -- lens_attention_widget (notebook 08) ---------------------------------------------------------------
+
+def lens_model():
+    from tfa_core import create_tokenizer
+
+    tokenizer = create_tokenizer("character", text="abcdefgh ,.\n")
+    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=16, vocab_size=len(tokenizer), dropout=0.0)
+    torch.manual_seed(0)
+    return get_model("FactoredALiBi", config).eval(), tokenizer
+
+
+def test_lens_attention_widget_shows_the_chosen_head_and_the_lens():
+    from tfa_core.inspection import attention_maps, logit_lens
+    from tfa_core.widgets import lens_attention_widget
+
+    model, tokenizer = lens_model()
+    box = lens_attention_widget(model, tokenizer, prompt="abc, dea", top_k=3)
+    assert box.controls["position"].max == 7 and box.controls["position"].value == 7
+    first = shows(box)
+    assert first[0].startswith(PNG)
+    ids = torch.tensor(tokenizer.encode("abc, dea"))
+    maps = attention_maps(model, ids)
+    lens = logit_lens(model, ids)
+    box.controls["layer"].value = 2
+    box.controls["head"].value = 3
+    box.controls["position"].value = 5
+    figure, table = shows(box)
+    assert figure != first[0]
+    row = maps[1, 3, 5, :6]
+    j = int(row.argmax())
+    assert f"strongest key is position {j}" in table and f"with weight {row[j].item():.3f}" in table
+    assert "Query 5 is 'd'" in table and "slope 2^-8" in table  # head 3 of 4: m = 2^-8
+    distance = (row * torch.arange(5, -1, -1)).sum().item()
+    assert f"it looks {distance:.1f} tokens back" in table
+    # the lens after layer 2 at position 5: the top token of xt+xe with its probability
+    probabilities = torch.softmax(lens["xt+xe"][2, 0, 5], dim=-1)
+    top = int(probabilities.argmax())
+    label = tokenizer.decode([top]).replace(" ", "␣").replace("\n", "⏎")
+    assert f"{probabilities[top].item():.3f}" in table.split("<tbody>")[1] and label in table
+    # an untrained model's xt after two blocks still reads as its own token: rank 0, in bold
+    assert "ranks 0 in lens(xt)" in table and "<b>d</b>" in table
+
+
+def test_lens_attention_widget_follows_the_prompt():
+    from tfa_core.widgets import lens_attention_widget
+
+    model, tokenizer = lens_model()
+    box = lens_attention_widget(model, tokenizer, prompt="abcdefgh")
+    box.controls["prompt"].value = "ab"
+    assert box.controls["position"].max == 1 and box.controls["position"].value == 1
+    assert "Query 1 is 'b'" in box.table.value
+    box.controls["prompt"].value = "abz"  # z is not in the vocabulary
+    assert "cannot encode" in box.table.value and "'z'" in box.table.value
+    box.controls["prompt"].value = ""
+    assert "at least one token" in box.table.value
+    box.controls["prompt"].value = "a"
+    assert "Query 0 is 'a'" in box.table.value and "weight 1.000" in box.table.value
+
+
+def test_lens_attention_widget_names_bad_arguments():
+    from tfa_core.widgets import lens_attention_widget
+
+    model, tokenizer = lens_model()
+    with pytest.raises(TypeError, match="token-factored model"):
+        vanilla = get_model("Vanilla", GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=20))
+        lens_attention_widget(vanilla, tokenizer)
+    with pytest.raises(ValueError, match="max_tokens must be between 1 and 64"):
+        lens_attention_widget(model, tokenizer, max_tokens=100)

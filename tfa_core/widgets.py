@@ -23,7 +23,8 @@ import torch
 from .alibi import alibi_bias, alibi_slopes
 from .attention import channel_mix, kronecker_lift
 
-__all__ = ["slopes_widget", "alibi_bias_widget", "stream_norms_widget", "channel_mix_widget"]
+__all__ = ["slopes_widget", "alibi_bias_widget", "stream_norms_widget", "channel_mix_widget",
+           "lens_attention_widget"]
 
 
 def _widgets():
@@ -287,3 +288,130 @@ def channel_mix_widget(n_head: int = 3, head_dim: int = 4):
                            layout=widgets.Layout(grid_template_columns=f"repeat({n_head}, 260px)"))
     box.children = (grid, *box.children[1:])
     return box
+
+
+# -- inside the streams: attention by head and the logit lens ------------------------------------------
+
+def _token_label(tokenizer, token_id: int) -> str:
+    """A token as a short visible label: spaces as ␣, newlines as ⏎."""
+    text = tokenizer.decode([int(token_id)])
+    return text.replace(" ", "␣").replace("\n", "⏎") or f"<{int(token_id)}>"
+
+
+def lens_attention_widget(model, tokenizer, prompt: str = "ROMEO:\nBut, soft! what light",
+                          top_k: int = 5, max_tokens: int = 64):
+    """Type a prompt; pick a layer, a head and a query position -> the attention of that query in
+    that head (its row, and the head's whole map), and the logit lens of ``xt``, ``xe`` and
+    ``xt + xe`` after that layer at that position: the ``top_k`` tokens each stream reads as.
+
+    ``model``: a token-factored model; ``tokenizer``: the one it was trained with. The prompt is cut
+    to its first ``max_tokens`` tokens. Controls: ``prompt`` (text), ``layer`` (1 .. n_layer),
+    ``head`` and ``position``; the position slider follows the prompt's length. A prompt the
+    tokenizer cannot encode shows the reason instead of a figure.
+    """
+    from .inspection import attention_maps, logit_lens, token_ranks
+    from .model import FactoredTransformerModelALiBi
+
+    if not isinstance(model, FactoredTransformerModelALiBi):
+        raise TypeError(f"lens_attention_widget needs a token-factored model (get_model('FactoredALiBi', "
+                        f"config)), got {type(model).__name__}")
+    _require_int("top_k", top_k, 1, model.config.vocab_size)
+    _require_int("max_tokens", max_tokens, 1, model.max_sequence_length)
+    widgets = _widgets()
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    readouts: dict = {}
+
+    def read(text: str):
+        """(ids, lens, maps) for a prompt, or the reason it cannot be read; the last one is kept."""
+        if text not in readouts:
+            readouts.clear()
+            try:
+                ids = tokenizer.encode(text)[:max_tokens]
+            except ValueError as error:
+                readouts[text] = f"the tokenizer cannot encode this prompt: {error}"
+            else:
+                if not ids:
+                    readouts[text] = "type at least one token"
+                else:
+                    ids = torch.tensor(ids)
+                    readouts[text] = (ids, logit_lens(model, ids), attention_maps(model, ids))
+        return readouts[text]
+
+    first = read(prompt)
+    length = len(first[0]) if isinstance(first, tuple) else 1
+    controls = {
+        "prompt": widgets.Text(value=prompt, description="prompt", continuous_update=False,
+                               layout=widgets.Layout(width="340px")),
+        "layer": widgets.IntSlider(value=1, min=1, max=n_layer, description="layer"),
+        "head": widgets.IntSlider(value=0, min=0, max=n_head - 1, description="head"),
+        "position": widgets.IntSlider(value=length - 1, min=0, max=max(1, length) - 1, description="position"),
+    }
+
+    def follow_prompt(change) -> None:  # registered before the refresh: the slider fits the new prompt first
+        readout = read(change["new"])
+        last = len(readout[0]) - 1 if isinstance(readout, tuple) else 0
+        controls["position"].max = last
+        controls["position"].value = last  # a new prompt: look at its last token
+
+    controls["prompt"].observe(follow_prompt, names="value")
+
+    def update(values):
+        readout = read(values["prompt"])
+        if isinstance(readout, str):
+            figure, ax = _figure(9.5, 1.2)
+            ax.axis("off")
+            ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
+            return _png(figure), f"<p><b>{html.escape(readout, quote=False)}</b></p>"
+        ids, lens, maps = readout
+        T = len(ids)
+        layer, head, query = values["layer"], values["head"], min(values["position"], T - 1)
+        labels = [_token_label(tokenizer, i) for i in ids.tolist()]
+        row = maps[layer - 1, head, query, : query + 1]  # the query's weights over keys 0..query
+        strongest = int(row.argmax())
+        slope = model.transformer.h[layer - 1].attn.alibi_slopes
+        if slope is not None:
+            m = float(slope[head])
+            slope_text = f"slope {_power_of_two(m)}, half weight {math.log(2) / m:.1f} tokens back"
+        else:
+            slope_text = f"no ALiBi slope ({model.position_scheme} positions)"
+        mean_distance = float((row * torch.arange(query, -1, -1, dtype=row.dtype)).sum())
+
+        figure, (left, right) = _figure(10.0, 3.4, columns=2)
+        colours = ["#d62728" if j == strongest else "#1f77b4" for j in range(query + 1)]
+        left.bar(range(query + 1), row.numpy(), color=colours)
+        if query < 48:
+            left.set_xticks(range(query + 1))
+            left.set_xticklabels(labels[: query + 1], fontsize=7)
+        left.set_xlabel("key")
+        left.set_ylabel("attention weight")
+        left.set_title(f"layer {layer}, head {head}: query {query} ({labels[query]})", fontsize=9)
+        right.imshow(maps[layer - 1, head].numpy(), cmap="viridis", vmin=0, vmax=1)
+        right.axhline(query, color="#d62728", linewidth=1)
+        right.set_xlabel("key j")
+        right.set_ylabel("query i")
+        right.set_title(f"the head's whole map ({slope_text})", fontsize=9)
+
+        streams = ("xt", "xe", "xt+xe")
+        probabilities = {name: torch.softmax(lens[name][layer, 0, query], dim=-1) for name in streams}
+        top = {name: probabilities[name].topk(top_k) for name in streams}
+        token = int(ids[query])
+        ranks = {name: int(token_ranks(lens[name][layer, 0, query], torch.tensor(token))) for name in streams}
+        rows = []
+        for k in range(top_k):
+            cells = [str(k + 1)]
+            for name in streams:
+                tid, p = int(top[name].indices[k]), float(top[name].values[k])
+                label = html.escape(_token_label(tokenizer, tid))
+                cells.append(f"<b>{label}</b> {p:.3f}" if tid == token else f"{label} {p:.3f}")
+            rows.append(cells)
+        text = (f"<p>Layer {layer}, head {head} ({slope_text}). Query {query} is "
+                f"{html.escape(labels[query])!r}; its strongest key is position {strongest} "
+                f"({html.escape(labels[strongest])!r}) with weight {float(row[strongest]):.3f}, and on average "
+                f"it looks {mean_distance:.1f} tokens back.</p>"
+                f"<p>Logit lens after layer {layer} at position {query}: the input token "
+                f"{html.escape(labels[query])!r} ranks {ranks['xt']} in lens(xt), {ranks['xe']} in lens(xe) "
+                f"and {ranks['xt+xe']} in lens(xt+xe) (0 = first; in bold when it is in the top {top_k}).</p>"
+                + _table(["", "lens(xt)", "lens(xe)", "lens(xt+xe)"], rows))
+        return _png(figure), text
+
+    return _assemble(controls, update, width="900px")
