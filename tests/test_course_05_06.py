@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from tfa_core import GPTConfigALiBi, TrainingConfig, estimate_model_parameters, top_p_filter
 from tfa_core.exercises import CORRECT, ERROR, INCORRECT, check
-from tfa_core.exercises.assembly import close_number, same_count
+from tfa_core.exercises.comparing import close_number, same_count
 from tfa_core.training import learning_rate_at
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -87,7 +87,7 @@ def test_perplexity_of_the_sliding_windows_is_evaluate_lengths():
 def test_the_mean_of_exp_fails_on_the_first_case_with_both_numbers():
     result = check("07.perplexity", lambda losses, targets: losses[targets != -100].exp().mean())
     assert result.status == INCORRECT and result.passed == 0
-    assert "got 7.9604, expected 5.07842" in result.message  # mean(e^2, e^1, e^3, e^0.5) against e^1.625
+    assert "the perplexity is 7.9604, expected 5.07842" in result.message  # mean(e^2, e^1, e^3, e^0.5) against e^1.625
     assert "exp and mean do not commute" in result.hint
 
 
@@ -95,13 +95,13 @@ def test_counting_ignored_tokens_passes_until_a_target_is_ignored():
     result = check("07.perplexity", lambda losses, targets: torch.exp(losses.mean()))
     assert result.status == INCORRECT and result.passed == 1
     assert "-100" in result.case and "target -100" in result.hint
-    assert "got 3.49034, expected 7.38906" in result.message  # e^(10/8) against e^(10/5)
+    assert "the perplexity is 3.49034, expected 7.38906" in result.message  # e^(10/8) against e^(10/5)
 
 
 def test_a_perplexity_per_row_is_not_one_number():
     result = check("07.perplexity", lambda losses, targets: losses.mean(dim=1).exp())
     assert result.status == INCORRECT and result.passed == 1  # one row: one number, right by luck
-    assert "expected one number, got a tensor of shape (2,)" in result.message
+    assert "expected one number (a float or a 0-d tensor), got a tensor of shape (2,)" in result.message
     assert "average over every scored token of every row" in result.message
 
 

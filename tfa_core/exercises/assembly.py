@@ -3,8 +3,6 @@ its config, and the next-token loss (shifted targets, ``-100`` ignored) that tra
 
 from __future__ import annotations
 
-import math
-import numbers
 
 import torch
 import torch.nn.functional as F
@@ -13,55 +11,7 @@ from ..config import GPTConfigALiBi
 from ..language_model import causal_lm_loss
 from ..parameters import estimate_model_parameters
 from .checking import Case, Exercise, Mistake, register
-
-# -- comparisons for single numbers ---------------------------------------------------------------------
-
-
-def _as_number(value) -> float | None:
-    """A Python number from an int, a float or a one-element tensor; None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.detach().cpu().reshape(()))
-    return None
-
-
-def same_count(expected: int, got) -> str | None:
-    """A whole number (an int, or a float or one-element tensor holding one), equal to the reference."""
-    number = _as_number(got)
-    if number is None:
-        return f"expected a whole number (an int), got {type(got).__name__}"
-    if not math.isfinite(number) or number != round(number):
-        return f"expected a whole number, got {number}"
-    count = int(round(number))
-    if count != expected:
-        difference = count - expected
-        more_or_fewer = "too many" if difference > 0 else "too few"
-        return f"the count is {count:,}, expected {expected:,} ({abs(difference):,} {more_or_fewer})"
-    return None
-
-
-def close_number(what: str, atol: float = 1e-6, rtol: float = 1e-5):
-    """A real number (a float, an int or a one-element tensor) within ``atol + rtol * |expected|`` of
-    the reference; ``what`` names it in messages (``"the loss"``)."""
-
-    def compare(expected, got) -> str | None:
-        want = _as_number(expected)
-        have = _as_number(got)
-        if have is None:
-            kind = f"a tensor of shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
-            return f"expected one number (a float or a 0-d tensor), got {kind}"
-        if have == want:  # equal, infinities included
-            return None
-        if math.isnan(have):
-            return f"{what} is nan, expected {want:.6g}"
-        if not abs(have - want) <= atol + rtol * abs(want):
-            return f"{what} is {have:.6g}, expected {want:.6g}"
-        return None
-
-    return compare
+from .comparing import close_number, same_count
 
 
 # -- 05.parameter_count -------------------------------------------------------------------------------

@@ -10,30 +10,10 @@ import torch.nn.functional as F
 
 from ..evaluation import LengthResult, _window_starts
 from .checking import Case, Exercise, Mistake, register
-from .comparing import same_tensor
+from .comparing import close_number, same_tensor
 
 IGNORE_INDEX = -100
 """The target id that ``F.cross_entropy`` (and ``tfa_core``'s loss) skips: padding, masked tokens."""
-
-
-def close_number(rtol: float = 1e-4):
-    """A single number (a float, an int, or a tensor holding one value) within ``rtol`` of the answer."""
-
-    def compare(expected: float, got) -> str | None:
-        if isinstance(got, torch.Tensor):
-            if got.numel() != 1:
-                return (f"expected one number, got a tensor of shape {tuple(got.shape)}; "
-                        "average over every scored token of every row")
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            return f"expected a number, got {type(got).__name__}"
-        if math.isnan(got):
-            return "got nan"
-        if not math.isclose(got, expected, rel_tol=rtol):
-            return f"got {got:.6g}, expected {expected:.6g}"
-        return None
-
-    return compare
 
 
 # -- 07.perplexity -------------------------------------------------------------------------------------
@@ -81,7 +61,8 @@ register(Exercise(
     title="perplexity from per-token losses, ignored tokens left out",
     reference=reference_perplexity,
     cases=_perplexity_cases,
-    compare=close_number(rtol=1e-4),
+    compare=close_number("the perplexity", atol=0.0, rtol=1e-4,
+                         shape_hint="average over every scored token of every row"),
     mistakes=[
         Mistake(lambda losses, targets: losses[targets != IGNORE_INDEX].exp().mean().item(),
                 "that is the mean of exp(loss); perplexity is exp of the mean loss. exp and mean do not "

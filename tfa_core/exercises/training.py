@@ -9,7 +9,7 @@ import torch
 
 from ..sampling import top_k_filter, top_p_filter
 from ..training import TrainingConfig, learning_rate_at
-from .assembly import close_number
+from .comparing import close_number
 from .checking import Case, Exercise, Mistake, register
 from .comparing import close_tensor
 
