@@ -134,6 +134,52 @@ def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config,
         assert bias[0, 0, 0].item() == -0.25 * 11
 
 
+@pytest.mark.parametrize("name", ["FactoredALiBi", "VanillaALiBi"])
+def test_decoding_steps_slice_one_ramp_and_build_no_bias(name, config, monkeypatch):
+    """Each one-token step's bias is a view of a ramp the cache keeps: built at the first step, for
+    every layer at once, and never again -- however long the decoding goes on."""
+    model = build(name, config)
+    builds = []
+    real = attention_module.attention_bias
+
+    def recording(*args, shared=None, **kwargs):
+        bias = real(*args, shared=shared, **kwargs)
+        builds.append(shared.builds if shared is not None else None)
+        seen.append(bias)
+        return bias
+
+    seen = []
+    monkeypatch.setattr(attention_module, "attention_bias", recording)
+    with torch.no_grad():
+        cache = model(prompt(length=11), use_cache=True)["past_key_values"]
+        assert builds == [1, 1]  # the prompt's square bias, built by layer 0, shared by layer 1
+        builds.clear()
+        for step in range(30):
+            model(prompt(length=1, seed=step), past_key_values=cache)
+    assert builds == [1, 1] + [0, 0] * 29  # the ramp, built by step 0's first layer; then nothing
+    assert len(cache.alibi_ramps) == 1
+    (ramp,) = cache.alibi_ramps.values()
+    assert ramp.shape == (1, 4, 1, 256)  # (1, H, 1, capacity)
+    last = seen[-1]
+    assert last.shape == (1, 4, 1, 41) and last.data_ptr() == ramp[..., 256 - 41:].data_ptr()  # a view
+    slopes = model.transformer.h[0].attn.alibi_slopes
+    assert torch.equal(last[0], alibi_bias(slopes, 41)[:, -1:])  # the square bias's last row, exactly
+
+
+def test_decoding_builds_a_new_ramp_when_the_slopes_change(config):
+    model = build("FactoredALiBi", config)
+    with torch.no_grad():
+        cache = model(prompt(length=4), use_cache=True)["past_key_values"]
+        model(prompt(length=1), past_key_values=cache)
+        model.transformer.h[1].attn.alibi_slopes.mul_(0.5)
+        cached = model(prompt(length=1, seed=5), past_key_values=cache)["logits"]
+    assert len(cache.alibi_ramps) == 2  # layer 1's new slopes got a ramp of their own
+    ids = torch.cat([prompt(length=4), prompt(length=1), prompt(length=1, seed=5)], dim=1)
+    with torch.no_grad():  # the cached keys and values come from layer 0, whose slopes did not change
+        full = model(ids)["logits"][:, -1:]
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+
+
 # -- the comparison can fail ------------------------------------------------------------------------
 
 def test_dropping_the_alibi_bias_in_cached_steps_breaks_the_comparison(config, monkeypatch):

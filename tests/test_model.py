@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import tfa_core.attention as attention_module
+import tfa_core.shared_bias as shared_bias_module
 from tfa_core import (
     GPTConfigALiBi,
     alibi_slopes,
@@ -349,17 +350,55 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
         torch.testing.assert_close(p.grad, a, atol=1e-6, rtol=1e-5)
 
 
-def test_the_alibi_bias_is_built_once_and_shared_by_the_layers(tiny_config, monkeypatch):
+def test_the_alibi_bias_is_built_once_per_forward_and_shared_by_the_layers(tiny_config, monkeypatch):
     calls = []
-    real = attention_module.alibi_bias
-    monkeypatch.setattr(attention_module, "alibi_bias", lambda *a: calls.append(a[1:]) or real(*a))
-    attention_module._last_alibi_bias.update(key=None, bias=None)
+    real = shared_bias_module.alibi_bias
+    monkeypatch.setattr(shared_bias_module, "alibi_bias", lambda *a: calls.append(a[1:]) or real(*a))
     model = get_model("FactoredALiBi", tiny_config.copy(n_layer=4)).eval()
     x = ids(tiny_config)
     first = model(x)["logits"]
+    assert calls == [(16, 16)]  # one bias for four layers
     model(x)
-    assert calls == [(16, 16)]  # one bias for four layers and two forward passes
-    model.transformer.h[2].attn.alibi_slopes.data = torch.tensor([1.0, 0.5, 0.25, 0.125])
+    assert calls == [(16, 16)] * 2  # and one for the next forward pass: nothing outlives a pass
+    with torch.no_grad():
+        model.transformer.h[2].attn.alibi_slopes[:] = torch.tensor([1.0, 0.5, 0.25, 0.125])  # in place
     changed = model(x)["logits"]
-    assert len(calls) == 3  # layer 2's own slopes, then back to the shared ones for layer 3
+    assert len(calls) == 4  # layer 2's own slopes, and the shared ones for layers 0, 1 and 3
     assert not torch.allclose(changed, first)
+    model.transformer.h[2].attn.alibi_slopes = model.transformer.h[0].attn.alibi_slopes.clone()
+    torch.testing.assert_close(model(x)["logits"], first, atol=0, rtol=0)  # a new buffer, read again
+    assert len(calls) == 5
+
+
+def test_reading_the_slopes_happens_only_after_they_change(tiny_config, monkeypatch):
+    """Slope values are compared to share a bias; reading them (a device sync on a GPU) happens
+    once per buffer and again only after an in-place write moves the buffer's version."""
+    model = get_model("FactoredALiBi", tiny_config.copy(n_layer=3)).eval()
+    reads = []
+    real = shared_bias_module.SlopeSignatures.of
+
+    def counting(self, slopes):
+        before = self._seen.get(id(slopes))
+        signature = real(self, slopes)
+        if before is not self._seen[id(slopes)]:
+            reads.append(id(slopes))
+        return signature
+
+    monkeypatch.setattr(shared_bias_module.SlopeSignatures, "of", counting)
+    x = ids(tiny_config)
+    model(x)
+    model(x)
+    assert len(reads) == 3  # each layer's buffer read once, in the first pass only
+    model.transformer.h[1].attn.alibi_slopes.mul_(2.0)
+    model(x)
+    assert reads[3:] == [id(model.transformer.h[1].attn.alibi_slopes)]
+
+
+def test_learned_slopes_are_never_shared_or_kept(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config).eval()
+    slopes = torch.nn.Parameter(model.transformer.h[0].attn.alibi_slopes.clone())
+    shared = model.shared_biases()
+    a, b = shared.alibi(slopes, 5, 5, torch.float32), shared.alibi(slopes, 5, 5, torch.float32)
+    assert a is not b and shared.builds == 0
+    a[torch.isfinite(a)].sum().backward()
+    assert slopes.grad.abs().sum() > 0  # the bias still carries gradients to the slopes

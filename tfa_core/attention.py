@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from . import flex
 from .alibi import alibi_bias, causal_mask
+from .shared_bias import SharedBiases
 
 __all__ = [
     "split_heads",
@@ -46,6 +47,7 @@ def attention_bias(
     attention_mask: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
     device=None,
+    shared: SharedBiases | None = None,
 ) -> torch.Tensor | None:
     """The additive mask every attention path adds to ``QK^T / sqrt(d)``.
 
@@ -54,6 +56,8 @@ def attention_bias(
     own key, so a padded query still has one finite score and never produces NaN.
 
     The queries are the last ``t_q`` of the ``t_k`` keys (``t_q < t_k`` in cached decoding).
+    With ``shared`` (the forward pass's :class:`~tfa_core.shared_bias.SharedBiases`) the ALiBi part
+    is built once and reused by every layer, and in decoding by every step.
 
     Returns ``None`` when the mask is purely causal and square (the fused ``is_causal`` path is then
     used), otherwise a 4-D tensor broadcastable to ``(B, H, t_q, t_k)``. With fewer queries than keys the
@@ -64,7 +68,10 @@ def attention_bias(
     # Always 4-D: PyTorch's CPU flash kernel takes a (1, H, t_q, t_k) mask, while a 3-D one sends
     # attention down the slow "math" path (measured: about twice the time, forward and backward).
     if slopes is not None:
-        bias = _shared_alibi_bias(slopes, t_q, t_k, dtype)[None]  # (1, H, t_q, t_k)
+        if shared is not None:
+            bias = shared.alibi(slopes, t_q, t_k, dtype)  # (1, H, t_q, t_k)
+        else:
+            bias = alibi_bias(slopes.to(dtype=dtype), t_q, t_k)[None]  # (1, H, t_q, t_k)
         device = bias.device
     else:
         allowed = causal_mask(t_q, t_k, device=device)
@@ -76,22 +83,6 @@ def attention_bias(
         keep = keep | own_key  # (B, 1, t_q, t_k)
         bias = bias.masked_fill(~keep, float("-inf"))  # (B, H, t_q, t_k)
     return bias
-
-
-_last_alibi_bias: dict = {"key": None, "bias": None}
-
-
-def _shared_alibi_bias(slopes: torch.Tensor, t_q: int, t_k: int, dtype) -> torch.Tensor:
-    """``alibi_bias`` built once and shared: every layer of a model (and every training step at the
-    same length) asks for the same bias, so the last one is kept and reused while the slopes' values,
-    the sizes, dtype and device are the same. A layer with its own custom slopes gets its own bias;
-    slopes that are being learned (``requires_grad``) are never cached."""
-    if slopes.requires_grad:
-        return alibi_bias(slopes.to(dtype=dtype), t_q, t_k)
-    key = (tuple(slopes.tolist()), t_q, t_k, dtype, slopes.device)
-    if _last_alibi_bias["key"] != key:
-        _last_alibi_bias.update(key=key, bias=alibi_bias(slopes.to(dtype=dtype), t_q, t_k))
-    return _last_alibi_bias["bias"]
 
 
 def scaled_dot_product_attention(q, k, v, bias=None, dropout_p: float = 0.0) -> torch.Tensor:
@@ -116,15 +107,17 @@ QUERY_BLOCK = 1024
 
 
 def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float = 0.0,
-                     query_block: int | None = None) -> torch.Tensor:
+                     query_block: int | None = None, shared: SharedBiases | None = None) -> torch.Tensor:
     """Causal attention with optional ALiBi ``slopes`` and padding, the path chosen by length.
 
     On CUDA, full causal ALiBi attention (no padding, no dropout) goes through FlexAttention (see
     ``flex.py``). Otherwise, up to ``query_block`` queries: one fused call with the whole
-    ``(H, t_q, t_k)`` bias. More: the
+    ``(H, t_q, t_k)`` bias, taken from ``shared`` when given (built once for all layers). More: the
     queries go in blocks, each against only the keys it can see, with a bias of just
     ``(H, block, keys seen)`` -- memory grows with ``block x t_k`` instead of ``t_k x t_k``, which at
-    16k tokens is the difference between megabytes and gigabytes. Both paths give the same numbers.
+    16k tokens is the difference between megabytes and gigabytes. Each block's bias is built when it
+    is needed and dropped after (keeping them for the next layer would hold the whole ``T x T``
+    again). Both paths give the same numbers.
 
     ``q``: ``(B, H, t_q, d)``; ``k``, ``v``: ``(B, H, t_k, d)`` with the queries the last ``t_q`` keys.
     ``query_block`` defaults to the module's ``QUERY_BLOCK``.
@@ -135,7 +128,7 @@ def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float
             and flex.USE_FLEX_ON_CUDA and flex.flex_available()):
         return flex.flex_alibi_attention(q, k, v, slopes)  # fused kernel, no T x T bias at all
     if t_q <= query_block:
-        bias = attention_bias(t_q, t_k, slopes, attention_mask, dtype=q.dtype, device=q.device)
+        bias = attention_bias(t_q, t_k, slopes, attention_mask, dtype=q.dtype, device=q.device, shared=shared)
         return scaled_dot_product_attention(q, k, v, bias, dropout_p)
     blocks = []
     for start in range(0, t_q, query_block):

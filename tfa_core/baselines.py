@@ -37,12 +37,13 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.register_buffer("alibi_slopes", alibi_slopes(config.n_head, config.alibi_max_bias) if use_alibi else None)
 
-    def forward(self, x, attention_mask=None, cache=None):
+    def forward(self, x, attention_mask=None, cache=None, shared=None):
         q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
         # q, k, v: (B, H, T, d)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
-        y = causal_attention(q, k, v, self.alibi_slopes, attention_mask, self.dropout if self.training else 0.0)
+        y = causal_attention(q, k, v, self.alibi_slopes, attention_mask, self.dropout if self.training else 0.0,
+                             shared=shared)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
 
@@ -54,8 +55,8 @@ class VanillaBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, attention_mask=None, cache=None):
-        x = x + self.attn(self.ln_1(x), attention_mask, cache)
+    def forward(self, x, attention_mask=None, cache=None, shared=None):
+        x = x + self.attn(self.ln_1(x), attention_mask, cache, shared)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -89,8 +90,9 @@ class _SingleStreamModel(CausalLanguageModel):
         if self.learned_positions:
             x = x + self.transformer.wpe(self.positions(input_ids, cache))  # after the cached tokens
         x = self.transformer.drop(x)
+        shared = self.shared_biases(cache)  # one ALiBi bias for every layer (VanillaALiBi)
         for block, layer_cache in zip(self.transformer.h, self.layer_caches(cache)):
-            x = self.run_block(block, x, attention_mask, layer_cache)
+            x = self.run_block(block, x, attention_mask, layer_cache, shared)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
         out = {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
         if cache is not None:
@@ -168,7 +170,9 @@ class SASPBlock(nn.Module):
         self.beta_sa = nn.Parameter(torch.tensor(1.0))
         self.beta_ff = nn.Parameter(torch.tensor(0.2))
 
-    def forward(self, x, attention_mask=None, cache=None):
+    def forward(self, x, attention_mask=None, cache=None, shared=None):
+        # ``shared`` (the ALiBi biases of the forward pass) is taken for a uniform block signature;
+        # SASP has learned positions and no ALiBi, so it has nothing to share
         h = self.ln(x)
         return x + self.beta_sa * self.attn(h, attention_mask, cache) + self.beta_ff * self.mlp(h)
 

@@ -72,6 +72,9 @@ class KVCache:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.layers = [LayerCache(capacity) for _ in range(n_layer)]
+        # ALiBi ramps -m * (capacity - 1), ..., -m, 0, one per distinct slopes: a decoding step's bias
+        # is a view of their last entries (see shared_bias.py), built once for the cache's life
+        self.alibi_ramps: dict = {}
 
     def __getitem__(self, layer: int) -> LayerCache:
         return self.layers[layer]

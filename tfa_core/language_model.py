@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .generation import generate_tokens
 from .kv_cache import KVCache, LayerCache
+from .shared_bias import SharedBiases, SlopeSignatures
 
 __all__ = ["CausalLanguageModel", "causal_lm_loss"]
 
@@ -55,6 +56,7 @@ class CausalLanguageModel(nn.Module):
             )
         self.config = config
         self.gradient_checkpointing = False
+        self._slope_signatures = SlopeSignatures()  # lets layers with equal ALiBi slopes share a bias
 
     # -- limits and checks ------------------------------------------------------------------
     @property
@@ -160,6 +162,13 @@ class CausalLanguageModel(nn.Module):
     def layer_caches(self, cache: KVCache | None) -> list[LayerCache | None]:
         """One entry per block: that layer's cache, or ``None`` when there is no cache."""
         return [None] * self.config.n_layer if cache is None else cache.layers
+
+    def shared_biases(self, cache: KVCache | None = None) -> SharedBiases:
+        """The ALiBi biases one forward pass shares between its layers; with a cache, also the
+        decoding ramp that every later step slices (see ``shared_bias.py``)."""
+        if cache is None:
+            return SharedBiases(self._slope_signatures)
+        return SharedBiases(self._slope_signatures, cache.alibi_ramps, cache.capacity)
 
     @staticmethod
     def positions(input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:

@@ -57,12 +57,13 @@ class FactoredCausalSelfAttention(nn.Module):
         self.register_buffer("alibi_slopes", slopes)
 
     def forward(self, h: torch.Tensor, xt: torch.Tensor, attention_mask=None, cache=None,
-                positions=None) -> torch.Tensor:
+                positions=None, shared=None) -> torch.Tensor:
         """``h``: ``(B, T, C)`` normalised ``xt + xe``; ``xt``: ``(B, T, C)``. Returns ``(B, T, C)``.
 
         With ``cache`` (this layer's :class:`~tfa_core.kv_cache.LayerCache`) the ``T`` new tokens are
         the last of the sequence: their keys and values join the cache and they attend to all of it.
-        ``positions`` (``(T,)``) are only needed for rotary queries and keys.
+        ``positions`` (``(T,)``) are only needed for rotary queries and keys; ``shared`` is the
+        forward pass's :class:`~tfa_core.shared_bias.SharedBiases`, so that the layers share one bias.
         """
         q, k = self.c_attn(h).split(h.shape[-1], dim=2)  # (B, T, C) each
         q, k = split_heads(q, self.n_head), split_heads(k, self.n_head)  # (B, H, T, d)
@@ -75,7 +76,8 @@ class FactoredCausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
         # the queries sit at the end of the keys: the newest key gets ALiBi bias 0
-        y = causal_attention(q, k, v, self.alibi_slopes, attention_mask, self.dropout if self.training else 0.0)
+        y = causal_attention(q, k, v, self.alibi_slopes, attention_mask, self.dropout if self.training else 0.0,
+                             shared=shared)
         if self.proj_mix is not None:
             y = channel_mix(y, self.proj_mix)
         return self.resid_dropout(merge_heads(y))  # (B, T, C)
@@ -105,8 +107,8 @@ class FactoredBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, xt, xe, attention_mask=None, cache=None, positions=None):
-        xt = xt + self.attn(self.ln_1(xt + xe), xt, attention_mask, cache, positions)
+    def forward(self, xt, xe, attention_mask=None, cache=None, positions=None, shared=None):
+        xt = xt + self.attn(self.ln_1(xt + xe), xt, attention_mask, cache, positions, shared)
         xe = xe + self.mlp(self.ln_2(xt + xe))
         return xt, xe
 
@@ -161,11 +163,12 @@ class FactoredTransformerModelALiBi(CausalLanguageModel):
         self.check_inputs(input_ids, attention_mask, labels)
         cache = self.prepare_cache(input_ids, attention_mask, past_key_values, use_cache)
         positions = self.positions(input_ids, cache)  # (T,), after the cached tokens
+        shared = self.shared_biases(cache)  # one ALiBi bias for every layer
         xt = self.transformer.drop(self.embed(input_ids, positions))  # (B, T, C) token-like stream
         xe = torch.zeros_like(xt)  # (B, T, C) embedding-like stream
         streams = [(xt, xe)]
         for block, layer_cache in zip(self.transformer.h, self.layer_caches(cache)):
-            xt, xe = self.run_block(block, xt, xe, attention_mask, layer_cache, positions)
+            xt, xe = self.run_block(block, xt, xe, attention_mask, layer_cache, positions, shared)
             streams.append((xt, xe))
         logits = self.lm_head(self.transformer.ln_f(xt + xe))  # (B, T, vocab)
         out = {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
