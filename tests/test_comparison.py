@@ -7,6 +7,7 @@ def test_measure_forward_reports_exact_parameters_and_a_time():
     config = load_alibi_config_preset("character", vocab_size=81, block_size=64)
     assert row["params"] == estimate_model_parameters(config, "Vanilla")
     assert row["forward_ms"] > 0 and row["peak_mb"] >= 0
+    assert row["process_peak_mb"] >= row["peak_mb"]
 
 
 def test_comparison_table_and_figure(tmp_path, capsys):

@@ -90,6 +90,29 @@ def test_each_query_block_sees_only_the_keys_it_needs(monkeypatch):
     assert shapes == [(20, 20, (1, 2, 20, 20)), (20, 40, (1, 2, 20, 40)), (10, 50, (1, 2, 10, 50))]
 
 
+def test_long_inputs_get_shorter_blocks_so_that_a_block_bias_stays_bounded(monkeypatch):
+    rows = attention_module.query_block_rows
+    assert rows(4096, 4, 4, 1024) == 1024  # 4 heads x 1024 x 4096 x 4 bytes = 64 MiB: fits
+    assert rows(16384, 4, 4, 1024) == 256  # 16k keys: a quarter of the rows for the same 64 MiB
+    assert rows(16384, 12, 2, 1024) == 170  # 12 heads in bf16
+    assert rows(10**7, 16, 4, 1024) == 64  # never fewer than 64 rows
+    assert rows(10**7, 16, 4, 20) == 20  # nor more than asked for
+    shapes = []
+    original = attention_module.scaled_dot_product_attention
+
+    def spy(q, k, v, bias=None, dropout_p=0.0):
+        shapes.append(tuple(bias.shape))
+        return original(q, k, v, bias, dropout_p)
+
+    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(attention_module, "BLOCK_BIAS_BYTES", 2 * 200 * 4 * 70)  # 70 rows of 200 keys
+    q, k, v = (torch.randn(1, 2, 200, 4) for _ in range(3))
+    blocks = attention_module.causal_attention(q, k, v, alibi_slopes(2), query_block=100)
+    assert shapes == [(1, 2, 70, 70), (1, 2, 70, 140), (1, 2, 60, 200)]
+    dense = reference_attention(q, k, v, attention_bias(200, 200, alibi_slopes(2)))
+    torch.testing.assert_close(blocks, dense, atol=1e-5, rtol=0)
+
+
 # -- channel mixing --------------------------------------------------------------------------
 
 def test_channel_mix_is_the_kronecker_lift():

@@ -82,9 +82,12 @@ def alibi_bias(slopes: torch.Tensor, t_q: int, t_k: int | None = None) -> torch.
         ``(H, t_q, t_k)`` tensor, same dtype and device as ``slopes``.
     """
     t_k = t_q if t_k is None else t_k
-    allowed = causal_mask(t_q, t_k, device=slopes.device)
-    q_pos = torch.arange(t_k - t_q, t_k, device=slopes.device)[:, None]
-    k_pos = torch.arange(t_k, device=slopes.device)[None, :]
-    distance = (q_pos - k_pos).clamp(min=0).to(slopes.dtype)  # (t_q, t_k), 0 on the diagonal
+    if t_q > t_k:
+        raise ValueError(f"there cannot be more queries ({t_q}) than keys ({t_k})")
+    # int32 positions and one float (t_q, t_k) distance: at 16k keys a bias block is built without
+    # int64 temporaries several times its own size
+    q_pos = torch.arange(t_k - t_q, t_k, device=slopes.device, dtype=torch.int32)[:, None]
+    k_pos = torch.arange(t_k, device=slopes.device, dtype=torch.int32)[None, :]
+    distance = (q_pos - k_pos).to(slopes.dtype)  # (t_q, t_k): 0 on the diagonal, < 0 after the query
     bias = -slopes[:, None, None] * distance  # (H, t_q, t_k)
-    return bias.masked_fill(~allowed, float("-inf"))
+    return bias.masked_fill_(distance < 0, float("-inf"))

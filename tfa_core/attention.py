@@ -22,6 +22,8 @@ __all__ = [
     "scaled_dot_product_attention",
     "causal_attention",
     "QUERY_BLOCK",
+    "BLOCK_BIAS_BYTES",
+    "query_block_rows",
     "reference_attention",
     "channel_mix",
     "kronecker_lift",
@@ -103,7 +105,17 @@ def scaled_dot_product_attention(q, k, v, bias=None, dropout_p: float = 0.0) -> 
 
 
 QUERY_BLOCK = 1024
-"""Longer runs of queries are attended in blocks of this many (see :func:`causal_attention`)."""
+"""Longer runs of queries are attended in blocks of at most this many (see :func:`causal_attention`)."""
+
+BLOCK_BIAS_BYTES = 64 * 2**20
+"""The most memory one query block's bias may take: past ``T = 4096`` (4 heads, fp32) the blocks
+get shorter than ``QUERY_BLOCK`` so that the bias stays this size however long the input."""
+
+
+def query_block_rows(t_k: int, planes: int, itemsize: int, query_block: int) -> int:
+    """How many queries one block takes: ``query_block``, or fewer when a ``(planes, rows, t_k)``
+    bias of that many rows would be more than ``BLOCK_BIAS_BYTES`` (never fewer than 64)."""
+    return max(min(64, query_block), min(query_block, BLOCK_BIAS_BYTES // (planes * t_k * itemsize)))
 
 
 def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float = 0.0,
@@ -115,7 +127,8 @@ def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float
     ``(H, t_q, t_k)`` bias, taken from ``shared`` when given (built once for all layers). More: the
     queries go in blocks, each against only the keys it can see, with a bias of just
     ``(H, block, keys seen)`` -- memory grows with ``block x t_k`` instead of ``t_k x t_k``, which at
-    16k tokens is the difference between megabytes and gigabytes. Each block's bias is built when it
+    16k tokens is the difference between megabytes and gigabytes; past 4k keys the blocks shorten so
+    that a block's bias stays under ``BLOCK_BIAS_BYTES``. Each block's bias is built when it
     is needed and dropped after (keeping them for the next layer would hold the whole ``T x T``
     again). Both paths give the same numbers.
 
@@ -130,9 +143,11 @@ def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float
     if t_q <= query_block:
         bias = attention_bias(t_q, t_k, slopes, attention_mask, dtype=q.dtype, device=q.device, shared=shared)
         return scaled_dot_product_attention(q, k, v, bias, dropout_p)
+    planes = (q.shape[1] if slopes is not None else 1) * (q.shape[0] if attention_mask is not None else 1)
+    rows = query_block_rows(t_k, planes, q.element_size(), query_block)
     blocks = []
-    for start in range(0, t_q, query_block):
-        end = min(start + query_block, t_q)
+    for start in range(0, t_q, rows):
+        end = min(start + rows, t_q)
         seen = t_k - t_q + end  # keys up to and including the block's last query
         mask = attention_mask[:, :seen] if attention_mask is not None else None
         bias = attention_bias(end - start, seen, slopes, mask, dtype=q.dtype, device=q.device)

@@ -37,7 +37,11 @@ def _build(name: str, preset: str, max_length: int, vocab_size: int):
 
 def measure_forward(name: str, length: int, preset: str = "small", max_length: int = 2048,
                     vocab_size: int = 50257, repeats: int = 3, device: str = "cpu") -> dict:
-    """Time and peak memory of one forward pass of ``name`` on ``length`` tokens (in this process)."""
+    """Time and peak memory of one forward pass of ``name`` on ``length`` tokens (in this process).
+
+    ``peak_mb`` is what the pass added to the peak (GPU: allocated bytes; CPU: resident memory, which
+    includes what the allocator keeps after freeing); ``process_peak_mb`` (CPU only) is the whole
+    process's peak resident memory, torch and the model included."""
     import resource
 
     model = _build(name, preset, max_length, vocab_size).to(device)
@@ -59,8 +63,10 @@ def measure_forward(name: str, length: int, preset: str = "small", max_length: i
             times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - before
+    process_peak = None if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"model": name, "length": length, "params": sum(p.numel() for p in model.parameters()),
-            "forward_ms": 1000 * statistics.median(times), "peak_mb": max(0, peak) / 2**20}
+            "forward_ms": 1000 * statistics.median(times), "peak_mb": max(0, peak) / 2**20,
+            "process_peak_mb": None if cuda else process_peak / 2**20}
 
 
 def run_comprehensive_comparison(lengths=(128, 256, 512, 1024, 2048), models=COMPARED_MODELS,
