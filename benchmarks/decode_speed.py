@@ -15,12 +15,11 @@ The whole script takes two to three minutes on two CPU cores, mostly the uncache
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 
 import torch
 
+from machine import describe_machine
 from tfa_core import get_model, load_alibi_config_preset
 
 NEW_TOKENS = [256, 1024]
@@ -28,12 +27,6 @@ MODELS = {
     "FactoredALiBi": dict(vocab_size=81, max_position_embeddings=2048),
     "Vanilla": dict(vocab_size=81, block_size=1024),
 }
-
-
-def describe_machine() -> str:
-    return (f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"python {platform.python_version()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads")
 
 
 def time_generate(model, new_tokens: int, use_cache: bool) -> tuple[float, torch.Tensor]:

@@ -59,3 +59,28 @@ def test_compiled_flex_alibi_matches_dense_and_compiles_once_for_every_layer():
             torch.testing.assert_close(flex, plain, atol=1e-5, rtol=0)
     compiled = counters["frames"]["ok"] - frames_before
     assert compiled <= 1, f"FlexAttention was compiled {compiled} times for 8 calls"
+
+
+@pytest.mark.parametrize("name", ["FactoredALiBi", "VanillaALiBi", "Vanilla"])
+@pytest.mark.parametrize("path", ["sdpa", "flex"])
+def test_a_compiled_model_is_one_graph(name, path, monkeypatch):
+    """``torch.compile(model)`` (the Trainer's and cuda_throughput.py's) traces the whole forward
+    pass as one graph, with no break in any step: no id-range read, no slope read, and on the
+    FlexAttention path (forced here on a CPU: dynamo only traces, nothing is run on a GPU) the
+    kernel and its block mask inside the model's graph."""
+    import tfa_core.flex as flex_module
+
+    if path == "flex":
+        monkeypatch.setattr(flex_module, "takes", lambda q: True)
+    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=64, vocab_size=50, dropout=0.0)
+    model = get_model(name, config)
+    x = torch.randint(0, 50, (2, 64))
+    torch._dynamo.reset()
+    with torch.set_grad_enabled(path == "sdpa"):  # FlexAttention has no backward on a CPU
+        explained = torch._dynamo.explain(model)(x, labels=x)
+    assert explained.graph_break_count == 0, [str(b.reason) for b in explained.break_reasons]
+    assert explained.graph_count == 1
+    code = explained.graphs[0].code
+    uses_flex = path == "flex" and model.transformer.h[0].attn.alibi_slopes is not None
+    assert ("flex_attention" in code) == uses_flex
+    assert ("scaled_dot_product_attention" in code) == (not uses_flex)

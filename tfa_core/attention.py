@@ -137,8 +137,7 @@ def causal_attention(q, k, v, slopes=None, attention_mask=None, dropout_p: float
     """
     query_block = query_block or QUERY_BLOCK
     t_q, t_k = q.shape[-2], k.shape[-2]
-    if (q.is_cuda and slopes is not None and attention_mask is None and dropout_p == 0.0 and t_q == t_k
-            and flex.USE_FLEX_ON_CUDA and flex.flex_available()):
+    if slopes is not None and attention_mask is None and dropout_p == 0.0 and t_q == t_k and flex.takes(q):
         return flex.flex_alibi_attention(q, k, v, slopes)  # fused kernel, no T x T bias at all
     if t_q <= query_block:
         bias = attention_bias(t_q, t_k, slopes, attention_mask, dtype=q.dtype, device=q.device, shared=shared)

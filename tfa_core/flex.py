@@ -15,7 +15,7 @@ import functools
 
 import torch
 
-__all__ = ["flex_available", "flex_alibi_attention", "USE_FLEX_ON_CUDA"]
+__all__ = ["flex_available", "takes", "flex_alibi_attention", "USE_FLEX_ON_CUDA"]
 
 USE_FLEX_ON_CUDA = True
 """Set to False to send CUDA attention through scaled_dot_product_attention instead."""
@@ -31,14 +31,23 @@ def flex_available() -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=32)
-def _causal_block_mask(t: int, device: str):
+def takes(q: torch.Tensor) -> bool:
+    """Whether full causal ALiBi attention on ``q`` goes through FlexAttention: on CUDA, when this
+    torch has it and ``USE_FLEX_ON_CUDA`` is on."""
+    return q.is_cuda and USE_FLEX_ON_CUDA and flex_available()
+
+
+def _new_causal_block_mask(t: int, device: str):
     from torch.nn.attention.flex_attention import create_block_mask
 
     def causal(b, h, q_idx, kv_idx):
         return q_idx >= kv_idx
 
     return create_block_mask(causal, B=None, H=None, Q_LEN=t, KV_LEN=t, device=device)
+
+
+_causal_block_mask = functools.lru_cache(maxsize=32)(_new_causal_block_mask)
+"""The block mask of each length, built once (outside a compiled model)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,6 +68,11 @@ def flex_alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slop
     def alibi(score, b, h, q_idx, kv_idx):
         return score - slopes[h] * (q_idx - kv_idx)
 
+    if torch.compiler.is_compiling():
+        # inside a compiled model (Trainer(compile=True), benchmarks/cuda_throughput.py) the model's
+        # own graph takes FlexAttention and the block mask whole; a cache would only be bypassed
+        block_mask = _new_causal_block_mask(q.shape[-2], str(q.device))
+        return flex_attention(q, k, v, score_mod=alibi, block_mask=block_mask)
     attend = _compiled_flex_attention() if compile else flex_attention
     block_mask = _causal_block_mask(q.shape[-2], str(q.device))
     return attend(q, k, v, score_mod=alibi, block_mask=block_mask)

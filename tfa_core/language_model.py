@@ -90,7 +90,10 @@ class CausalLanguageModel(nn.Module):
                        "so any length works) and rebuild the model")
             raise ValueError(f"sequence length {length} is longer than this model accepts "
                              f"({self.max_sequence_length}): {why}")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+        # reading the ids' range is a device sync and, under torch.compile, a graph break in every
+        # step; a compiled model leaves out-of-range ids to the embedding's own index check
+        if (not torch.compiler.is_compiling() and input_ids.numel()
+                and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size)):
             raise ValueError(
                 f"token ids must be in [0, {self.config.vocab_size}), got ids from "
                 f"{int(input_ids.min())} to {int(input_ids.max())}; does config.vocab_size match the "
