@@ -115,6 +115,34 @@ def test_long_inputs_get_shorter_blocks_so_that_a_block_bias_stays_bounded(monke
 
 # -- channel mixing --------------------------------------------------------------------------
 
+def test_channel_mixing_never_builds_a_c_by_c_matrix():
+    """Every tensor made in a forward and backward pass with both H x H mixes on, recorded by a
+    dispatch mode: none is C x C (the Kronecker lift ``mix ⊗ I_d`` is for teaching only)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    C = 48
+    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=C, block_size=20, vocab_size=50, dropout=0.0,
+                            use_v=True, use_proj=True)
+    model = get_model("FactoredALiBi", config)
+    shapes = []
+
+    class Recording(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    shapes.append(tuple(t.shape))
+            return out
+
+    x = ids(config)
+    with Recording():
+        model(x, labels=x)["loss"].backward()
+    assert (4, 4) in shapes  # the H x H mixes and their gradients are there
+    assert len(shapes) > 100
+    assert not [s for s in shapes if s[-2:] == (C, C)]
+    assert model.transformer.h[0].attn.v_mix.grad.abs().sum() > 0
+
+
 def test_channel_mix_is_the_kronecker_lift():
     H, d = 4, 5
     x = torch.randn(2, 7, H * d)
