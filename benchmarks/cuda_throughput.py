@@ -60,6 +60,7 @@ def main():
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
 
+            torch.cuda.reset_peak_memory_stats()
             started = time.perf_counter()
             for _ in range(3):
                 step()
@@ -71,8 +72,11 @@ def main():
             torch.cuda.synchronize()
             tokens_per_s = args.steps * args.batch_size * config.block_size / (time.perf_counter() - started)
             mfu = flops_per_token(model, config) * tokens_per_s / (peak * 1e12)
+            peak_gib = torch.cuda.max_memory_allocated() / 2**30
             print(f"{preset:<7} {model_name:<14} {tokens_per_s:>12,.0f} tokens/s  MFU {mfu:6.1%}  "
-                  f"(first 3 steps with compilation: {warmup:.0f} s)", flush=True)
+                  f"peak {peak_gib:5.1f} GiB  (first 3 steps with compilation: {warmup:.0f} s)", flush=True)
+            del model, optimizer, forward
+            torch.cuda.empty_cache()
     return 0
 
 
