@@ -453,3 +453,18 @@ def test_learned_slopes_are_never_shared_or_kept(tiny_config):
     assert a is not b and shared.builds == 0
     a[torch.isfinite(a)].sum().backward()
     assert slopes.grad.abs().sum() > 0  # the bias still carries gradients to the slopes
+
+
+def test_a_model_built_under_inference_mode_still_shares_and_follows_its_slopes(tiny_config):
+    """Buffers made under ``torch.inference_mode()`` have no version counter to watch."""
+    with torch.inference_mode():
+        model = get_model("FactoredALiBi", tiny_config.copy(n_layer=3)).eval()
+        x = ids(tiny_config)
+        shared = model.shared_biases()
+        first = model(x)["logits"]
+        for block in model.transformer.h:
+            assert shared.alibi(block.attn.alibi_slopes, 16, 16, torch.float32) is shared.alibi(
+                model.transformer.h[0].attn.alibi_slopes, 16, 16, torch.float32)
+        model.transformer.h[1].attn.alibi_slopes.mul_(4.0)  # in place, no version counter moves
+        changed = model(x)["logits"]
+    assert not torch.allclose(changed, first)
