@@ -90,6 +90,27 @@ def test_each_query_block_sees_only_the_keys_it_needs(monkeypatch):
     assert shapes == [(20, 20, (1, 2, 20, 20)), (20, 40, (1, 2, 20, 40)), (10, 50, (1, 2, 10, 50))]
 
 
+def test_without_gradients_queries_go_in_shorter_blocks(monkeypatch):
+    """Training keeps QUERY_BLOCK (what the memory estimate counts on); evaluation and generation,
+    which keep nothing for a backward pass, use INFERENCE_QUERY_BLOCK: the same numbers either way."""
+    shapes = []
+    original = attention_module.scaled_dot_product_attention
+
+    def spy(q, k, v, bias=None, dropout_p=0.0):
+        shapes.append(tuple(bias.shape[-2:]))
+        return original(q, k, v, bias, dropout_p)
+
+    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
+    q, k, v = (torch.randn(1, 2, 600, 4, requires_grad=True) for _ in range(3))
+    trained = attention_module.causal_attention(q, k, v, alibi_slopes(2))
+    assert shapes == [(600, 600)]  # one call: 600 <= QUERY_BLOCK = 1024
+    shapes.clear()
+    with torch.no_grad():
+        evaluated = attention_module.causal_attention(q, k, v, alibi_slopes(2))
+    assert shapes == [(256, 256), (256, 512), (88, 600)]
+    torch.testing.assert_close(evaluated, trained.detach(), atol=1e-5, rtol=0)
+
+
 def test_long_inputs_get_shorter_blocks_so_that_a_block_bias_stays_bounded(monkeypatch):
     rows = attention_module.query_block_rows
     assert rows(4096, 4, 4, 1024) == 1024  # 4 heads x 1024 x 4096 x 4 bytes = 64 MiB: fits
