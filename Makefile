@@ -1,6 +1,7 @@
 # One command to set up and open the course, one to set up and run the tests.
 #   make course   -> .venv with everything, then JupyterLab on course/
 #   make test     -> .venv with everything, then the whole test suite in quick mode
+#   make bench    -> the CPU benchmarks quoted in the README, their output saved in benchmarks/results/
 #   make gpu-check -> on a CUDA machine, with its own torch: the CUDA tests and the CUDA benchmark
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch 2.13.0; on a CUDA machine override with e.g. TORCH="torch"
 TORCH ?= torch==2.13.0
 
-.PHONY: install course test gpu-check clean
+.PHONY: install course test bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,19 @@ course: install
 
 test: install
 	TFA_QUICK=1 $(BIN)/python -m pytest
+
+# About 15 minutes on two CPU cores; run it on an otherwise idle machine.
+RESULTS := benchmarks/results/performance-cpu
+bench: install
+	mkdir -p $(RESULTS)
+	$(BIN)/python benchmarks/train_speed.py --widths 128,256,384 | tee $(RESULTS)/train_speed.txt
+	$(BIN)/python benchmarks/train_speed.py --block-size 1024 --batch-size 4 | tee $(RESULTS)/train_speed_1024.txt
+	$(BIN)/python benchmarks/decode_speed.py | tee $(RESULTS)/decode_speed.txt
+	$(BIN)/python benchmarks/long_eval_memory.py | tee $(RESULTS)/long_eval_memory.txt
+	MALLOC_MMAP_THRESHOLD_=1048576 $(BIN)/python benchmarks/long_eval_memory.py --dense-up-to 0 \
+		| tee $(RESULTS)/long_eval_memory_live.txt
+	$(BIN)/python benchmarks/model_comparison.py | tee benchmarks/results/comparison/model_comparison.txt
+	$(BIN)/python benchmarks/loss_budget.py | tee $(RESULTS)/loss_budget.txt
 
 # No venv here: a GPU machine brings its own CUDA build of torch (the CPU pin would hide the GPU).
 gpu-check:

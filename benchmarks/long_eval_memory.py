@@ -4,11 +4,10 @@
 
 Each point runs in a fresh process (peak resident memory only grows). "peak growth" is what the
 forward pass added to the process's peak resident memory, "process peak" the whole process's, torch
-included. The default path attends in query blocks (tfa_core.attention.INFERENCE_QUERY_BLOCK rows
-without gradients, fewer past 16k keys so that a block's bias stays under BLOCK_BIAS_BYTES); "dense"
-rows force one block holding the whole H x T x T bias, for comparison where it still fits. Resident
-memory includes what glibc keeps after a free; MALLOC_MMAP_THRESHOLD_=1048576 in the environment
-shows memory actually in use.
+included. The default path attends in query blocks (tfa_core.attention.QUERY_BLOCK rows, fewer past
+16k keys so that a block's bias stays under BLOCK_BIAS_BYTES); "dense" rows force one block holding
+the whole H x T x T bias, for comparison where it still fits. Resident memory includes what glibc
+keeps after a free; MALLOC_MMAP_THRESHOLD_=1048576 in the environment shows memory actually in use.
 """
 
 import argparse
@@ -24,7 +23,7 @@ import tfa_core.attention as attention
 from tfa_core.comparison import measure_forward
 args = json.loads(sys.argv[1])
 if args.pop("dense"):
-    attention.QUERY_BLOCK = attention.INFERENCE_QUERY_BLOCK = 10 ** 9
+    attention.QUERY_BLOCK = 10 ** 9
 print(json.dumps(measure_forward(**args)))
 """
 

@@ -1,7 +1,7 @@
 """Training throughput of FactoredALiBi against Vanilla (GPT-2 style) at the same sizes.
 
     python benchmarks/train_speed.py [--preset character] [--widths 128] [--batch-size 32]
-                                     [--rounds 9] [--steps 5]
+                                     [--block-size N] [--rounds 9] [--steps 5]
 
 Both models train on the same random batches, with AdamW, at the preset's depth, heads and length;
 ``--widths 128,256`` repeats the comparison at other widths ``n_embd``. Their timing rounds are
@@ -26,12 +26,14 @@ from tfa_core.training import TrainingConfig, configure_optimizer
 
 
 def compare(preset: str, width: int | None, vocab_size: int, batch_size: int, rounds: int, steps: int,
-            names: list[str]) -> dict[str, float]:
+            names: list[str], block_size: int | None = None) -> dict[str, float]:
     """Median training tokens/s of each model at one size, timed in interleaved rounds."""
     torch.manual_seed(0)
     overrides = dict(vocab_size=vocab_size, dropout=0.0)
     if width is not None:
         overrides["n_embd"] = width
+    if block_size is not None:
+        overrides["block_size"] = block_size
     runs = {}
     for name in names:
         config = load_alibi_config_preset(preset, **overrides)
@@ -76,6 +78,7 @@ def main():
     parser.add_argument("--widths", default="", help="comma-separated n_embd values (default: the preset's)")
     parser.add_argument("--vocab-size", type=int, default=81)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--block-size", type=int, help="training length (default: the preset's)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=5, help="training steps per timing round")
     parser.add_argument("--models", default="FactoredALiBi,Vanilla")
@@ -86,7 +89,8 @@ def main():
     names = args.models.split(",")
     ratios = []
     for width in widths:
-        medians = compare(args.preset, width, args.vocab_size, args.batch_size, args.rounds, args.steps, names)
+        medians = compare(args.preset, width, args.vocab_size, args.batch_size, args.rounds, args.steps, names,
+                          args.block_size)
         if len(names) == 2:
             ratios.append((width, medians[names[0]] / medians[names[1]]))
     if len(ratios) > 1:

@@ -77,6 +77,24 @@ def test_activation_estimate_matches_the_bytes_saved_for_backward(dropout, check
     assert estimated == pytest.approx(measured, rel=TOLERANCE)
 
 
+@pytest.mark.parametrize("dropout, checkpointing, precision, mixes",
+                         list(itertools.product((0.0, 0.1), (False, True), ("fp32", "bf16"), (False, True))))
+def test_activation_estimate_follows_the_query_blocks(dropout, checkpointing, precision, mixes, monkeypatch):
+    """Past QUERY_BLOCK the attention runs in query blocks (16 here: blocks of 16, 16 and 8 queries
+    over 16, 32 and 40 keys): the layers share the blocks' biases, and each block saves its copies of
+    the keys and values it reads. The estimate follows that, byte for byte."""
+    import tfa_core.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "QUERY_BLOCK", 16)
+    config = tiny_config(dropout=dropout, use_v=mixes, use_proj=mixes)
+    measured = measured_activations(config, 3, 40, precision, checkpointing)
+    estimated = estimate_training_memory(config, 3, 40, precision=precision, checkpointing=checkpointing,
+                                         device="cpu")
+    assert estimated.activations == pytest.approx(measured, rel=TOLERANCE)
+    if dropout == 0 and not checkpointing:  # 4 heads x (16*16 + 16*32 + 8*40) scores, for both layers
+        assert estimated.activation_parts["attention bias"] == 4 * 1088 * (2 if precision == "bf16" else 4)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_activation_estimate_at_the_character_preset_size(precision):
     """The real shape: 4 layers, 128 wide, 128 characters, batch 8 -- with and without checkpointing."""

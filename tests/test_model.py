@@ -90,25 +90,28 @@ def test_each_query_block_sees_only_the_keys_it_needs(monkeypatch):
     assert shapes == [(20, 20, (1, 2, 20, 20)), (20, 40, (1, 2, 20, 40)), (10, 50, (1, 2, 10, 50))]
 
 
-def test_without_gradients_queries_go_in_shorter_blocks(monkeypatch):
-    """Training keeps QUERY_BLOCK (what the memory estimate counts on); evaluation and generation,
-    which keep nothing for a backward pass, use INFERENCE_QUERY_BLOCK: the same numbers either way."""
-    shapes = []
+def test_only_biased_attention_goes_in_query_blocks(monkeypatch):
+    """600 queries with ALiBi: blocks of QUERY_BLOCK = 256, with and without gradients, the same
+    numbers as one call; a plain square causal mask (Vanilla, rotary, no positions) stays one fused
+    is_causal call at any length, with no bias at all."""
+    calls = []
     original = attention_module.scaled_dot_product_attention
 
     def spy(q, k, v, bias=None, dropout_p=0.0):
-        shapes.append(tuple(bias.shape[-2:]))
+        calls.append(None if bias is None else tuple(bias.shape[-2:]))
         return original(q, k, v, bias, dropout_p)
 
     monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
     q, k, v = (torch.randn(1, 2, 600, 4, requires_grad=True) for _ in range(3))
+    blocks = [(256, 256), (256, 512), (88, 600)]
     trained = attention_module.causal_attention(q, k, v, alibi_slopes(2))
-    assert shapes == [(600, 600)]  # one call: 600 <= QUERY_BLOCK = 1024
-    shapes.clear()
     with torch.no_grad():
         evaluated = attention_module.causal_attention(q, k, v, alibi_slopes(2))
-    assert shapes == [(256, 256), (256, 512), (88, 600)]
-    torch.testing.assert_close(evaluated, trained.detach(), atol=1e-5, rtol=0)
+        whole = attention_module.causal_attention(q, k, v, alibi_slopes(2), query_block=600)
+        attention_module.causal_attention(q, k, v)  # no slopes, no padding
+    assert calls == blocks + blocks + [(600, 600), None]
+    torch.testing.assert_close(trained.detach(), whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(evaluated, whole, atol=1e-5, rtol=0)
 
 
 def test_long_inputs_get_shorter_blocks_so_that_a_block_bias_stays_bounded(monkeypatch):
@@ -440,6 +443,25 @@ def test_the_alibi_bias_is_built_once_per_forward_and_shared_by_the_layers(tiny_
     model.transformer.h[2].attn.alibi_slopes = model.transformer.h[0].attn.alibi_slopes.clone()
     torch.testing.assert_close(model(x)["logits"], first, atol=0, rtol=0)  # a new buffer, read again
     assert len(calls) == 5
+
+
+def test_query_block_biases_are_shared_in_training_and_dropped_in_inference(tiny_config, monkeypatch):
+    """Autograd keeps every block's bias for the backward pass, so in training the layers share them;
+    without gradients each layer builds a block's bias when it needs it, so that no more than one
+    block's bias is alive at a time."""
+    calls = []
+    real = attention_module.alibi_bias
+    for module in (attention_module, shared_bias_module):  # built alone, or through SharedBiases
+        monkeypatch.setattr(module, "alibi_bias", lambda *a: calls.append(a[1:]) or real(*a))
+    monkeypatch.setattr(attention_module, "QUERY_BLOCK", 6)
+    model = get_model("FactoredALiBi", tiny_config.copy(n_layer=3))
+    x = ids(tiny_config)  # 16 tokens: blocks of 6, 6 and 4 queries over 6, 12 and 16 keys
+    model(x, labels=x)["loss"].backward()
+    assert calls == [(6, 6), (6, 12), (4, 16)]  # once, for all three layers
+    calls.clear()
+    with torch.no_grad():
+        model(x)
+    assert calls == [(6, 6), (6, 12), (4, 16)] * 3  # per layer, each dropped after its block
 
 
 def test_reading_the_slopes_happens_only_after_they_change(tiny_config, monkeypatch):

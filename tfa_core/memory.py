@@ -28,7 +28,9 @@ its assumptions:
   dtype on a CPU;
 - FlexAttention (CUDA without dropout) saves what a fused kernel saves, without the bias: under
   autocast, torch 2.13 casts its ``q``, ``k`` and ``v`` to bf16 before it runs;
-- training length up to ``tfa_core.attention.QUERY_BLOCK`` where the dense bias is used;
+- past ``tfa_core.attention.QUERY_BLOCK`` tokens, the query blocks that ``causal_attention`` uses
+  (:func:`attention_blocks`): the blocks' biases (shared by the layers) and what each block copies
+  or casts;
 - on CUDA (FlexAttention, and every figure on a GPU) the count is not yet checked against
   ``torch.cuda.max_memory_allocated``: no GPU was available where it was written.
 
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import attention as attention_paths
 from .parameters import estimate_model_parameters
 
 __all__ = [
@@ -125,6 +128,18 @@ def attention_kernel(config, device: str) -> str:
     return "fused" if config.dropout == 0 else "math"
 
 
+def attention_blocks(T: int, n_head: int, itemsize: int) -> tuple[int, int]:
+    """How ``tfa_core.attention`` splits the queries of one training sequence with ALiBi: the
+    ``(query, key)`` scores one head computes (its bias holds one element each) and the keys its
+    blocks read together (each block reads the keys up to its last query); ``T²`` and ``T`` for one
+    fused call."""
+    if not attention_paths.uses_query_blocks(T, T, biased=True):
+        return T * T, T
+    rows = attention_paths.query_block_rows(T, n_head, itemsize, attention_paths.QUERY_BLOCK)
+    blocks = attention_paths.query_blocks(T, T, rows)
+    return sum((end - start) * seen for start, end, seen in blocks), sum(seen for *_, seen in blocks)
+
+
 # -- the estimate ----------------------------------------------------------------------------------
 
 def adamw_state_bytes(n_parameters: int, n_tensors: int) -> int:
@@ -178,21 +193,25 @@ def _activations(config, batch_size, block_size, precision, checkpointing, devic
     def mask_bytes(element: int) -> int:  # bool on CUDA; the dropped tensor's dtype on a CPU
         return (1 if device == "cuda" else element) * N * C if dropout else 0
 
+    # per head and batch row: scores (and bias elements), keys read; query blocks past QUERY_BLOCK
+    scores, keys_read = attention_blocks(T, H, c) if kernel != "flex" else (T * T, T)
     if kernel == "math":  # fp32 copies of q, k, v and three B x H x T x T tensors, whatever the dtype
-        attention = 3 * N * C * FP32 + 3 * B * H * T * T * FP32
+        # (in query blocks: each block copies its queries and the keys and values it reads)
+        attention = (T + 2 * keys_read) * B * C * FP32 + 3 * B * H * scores * FP32
     else:  # fused and flex: q and k (one tensor), v (xt, cast), the output, a log-sum-exp per query
         attention = 4 * N * C * c + N * H * FP32
+    bias = H * scores * c if kernel == "fused" else 0  # shared by every layer, in one call or in blocks
     block = (2 * N * C * FP32 + 4 * N * FP32 + 2 * N * C * c + attention + 8 * N * C * c
              + mixes * N * C * c + 2 * mask_bytes(c))
     block_weights = 2 * (10 * C * C + mixes * H * H) if bf16 else 0
     parts = {
         "blocks": L * (2 * N * C * FP32 if checkpointing else block),
-        "attention bias": H * T * T * c if kernel == "fused" and not checkpointing else 0,
+        "attention bias": 0 if checkpointing else bias,
         "embedding": INT64 * N + mask_bytes(FP32) + (INT64 * T if checkpointing else 0),
         "output and loss": N * C * FP32 + 2 * N * FP32 + N * C * c + B * (T - 1) * (V * FP32 + INT64) + FP32,
         "bf16 weight copies": (2 * V * C if bf16 else 0) + (0 if checkpointing else L * block_weights),
     }
-    return parts, block + block_weights + (H * T * T * c if kernel == "fused" else 0)
+    return parts, block + block_weights + bias
 
 
 def estimate_training_memory(config, batch_size: int | None = None, block_size: int | None = None, *,
