@@ -65,9 +65,8 @@ class SharedBiases:
         key = (self.signatures.of(slopes), dtype, slopes.device)
         if t_q == 1 and self.ramps is not None and t_k <= self.capacity:
             ramp = self.ramps.get(key)
-            if ramp is None:
-                distance = torch.arange(self.capacity - 1, -1, -1, device=slopes.device, dtype=dtype)
-                ramp = self.ramps[key] = (-slopes.to(dtype=dtype)[:, None] * distance)[None, :, None, :]
+            if ramp is None:  # the bias of one query at the end of a full cache: the ramp itself
+                ramp = self.ramps[key] = alibi_bias(slopes.to(dtype=dtype), 1, self.capacity)[None]
                 self.builds += 1
             return ramp[..., self.capacity - t_k:]  # (1, H, 1, t_k): the newest key gets 0
         key = (*key, t_q, t_k)
