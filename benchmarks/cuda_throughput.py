@@ -18,7 +18,7 @@ import torch
 
 from machine import describe_machine
 from tfa_core import get_model, load_alibi_config_preset
-from tfa_core.training import TrainingConfig, configure_optimizer
+from tfa_core.training.trainer import TrainingConfig, configure_optimizer
 
 PEAK_BF16_TFLOPS = {"H100": 989, "H200": 989, "A100": 312, "L4": 121, "A10": 125, "4090": 165}
 

@@ -15,7 +15,7 @@ import torch
 
 from machine import describe_machine
 from tfa_core import create_tokenizer, get_model, load_alibi_config_preset, load_shakespeare, train_val_split
-from tfa_core.training import Trainer, TrainingConfig, estimate_loss
+from tfa_core.training.trainer import Trainer, TrainingConfig, estimate_loss
 
 
 def main():

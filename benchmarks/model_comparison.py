@@ -8,7 +8,7 @@ Prints a table and writes comparison.png (2 x 2) and comparison.json into --out.
 import argparse
 
 from machine import describe_machine
-from tfa_core.comparison import COMPARED_MODELS, run_comprehensive_comparison
+from tfa_core.experiments.comparison import COMPARED_MODELS, run_comprehensive_comparison
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -3,7 +3,7 @@ the character preset with the 81 symbols of the Markdown-stripped Shakespeare co
 
     python benchmarks/parameter_table.py
 
-The counts come from the formulas in tfa_core.parameters, which the test suite checks against the
+The counts come from the formulas in tfa_core.model.parameters, which the test suite checks against the
 built models; here the small presets are also built and counted, as a second check.
 """
 

@@ -22,7 +22,7 @@ import torch
 
 from machine import describe_machine
 from tfa_core import get_model, load_alibi_config_preset
-from tfa_core.training import TrainingConfig, configure_optimizer
+from tfa_core.training.trainer import TrainingConfig, configure_optimizer
 
 
 def compare(preset: str, width: int | None, vocab_size: int, batch_size: int, rounds: int, steps: int,

@@ -1,5 +1,5 @@
 from tfa_core import estimate_model_parameters, load_alibi_config_preset
-from tfa_core.comparison import measure_forward, plot_comparison, run_comprehensive_comparison
+from tfa_core.experiments.comparison import measure_forward, plot_comparison, run_comprehensive_comparison
 
 
 def test_measure_forward_reports_exact_parameters_and_a_time():

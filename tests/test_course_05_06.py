@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from tfa_core import GPTConfigALiBi, TrainingConfig, estimate_model_parameters, top_p_filter
-from tfa_core.exercises import CORRECT, ERROR, INCORRECT, check
-from tfa_core.exercises.comparing import close_number, same_count
-from tfa_core.training import learning_rate_at
+from tfa_core.teaching.exercises import CORRECT, ERROR, INCORRECT, check
+from tfa_core.teaching.exercises.comparing import close_number, same_count
+from tfa_core.training.trainer import learning_rate_at
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_exercises import solutions  # noqa: E402

@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 
 from tfa_core import GPTConfigALiBi, get_model
-from tfa_core.evaluation import evaluate_length, token_losses
-from tfa_core.exercises import CORRECT, ERROR, INCORRECT, check
-from tfa_core.exercises.extrapolation import reference_perplexity, reference_sliding_windows
-from tfa_core.exercises.lens import reference_attention_probabilities, reference_lens
-from tfa_core.inspection import attention_maps, logit_lens
+from tfa_core.experiments.evaluation import evaluate_length, token_losses
+from tfa_core.teaching.exercises import CORRECT, ERROR, INCORRECT, check
+from tfa_core.teaching.exercises.perplexity import reference_perplexity, reference_sliding_windows
+from tfa_core.teaching.exercises.lens import reference_attention_probabilities, reference_lens
+from tfa_core.experiments.inspection import attention_maps, logit_lens
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests for tfa_core.data: the Shakespeare corpus, Markdown stripping, splits and batches."""
+"""Tests for tfa_core.data.corpus: the Shakespeare corpus, Markdown stripping, splits and batches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tfa_core.data import (
+from tfa_core.data.corpus import (
     TokenWindowDataset,
     encode_corpus,
     load_shakespeare,
@@ -19,7 +19,7 @@ from tfa_core.data import (
     shakespeare_files,
     train_val_split,
 )
-from tfa_core.tokenizers import CharacterTokenizer, create_tokenizer
+from tfa_core.data.tokenizers import CharacterTokenizer, create_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-import tfa_core.attention as attention_module
-import tfa_core.study as study_module
+import tfa_core.model.attention as attention_module
+import tfa_core.experiments.study as study_module
 from tfa_core import GPTConfigALiBi, get_model
 from tfa_core.cli import main
-from tfa_core.evaluation import evaluate_length, test_length_extrapolation, token_losses
+from tfa_core.experiments.evaluation import evaluate_length, test_length_extrapolation, token_losses
 
 
 @pytest.fixture

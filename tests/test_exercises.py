@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tfa_core.exercises import (
+from tfa_core.teaching.exercises import (
     CORRECT,
     ERROR,
     INCORRECT,
@@ -18,7 +18,7 @@ from tfa_core.exercises import (
     get_exercise,
     list_exercises,
 )
-from tfa_core.grading import PREAMBLE, read_exercise_cells
+from tfa_core.teaching.grading import PREAMBLE, read_exercise_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = list_exercises()

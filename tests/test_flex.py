@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tfa_core import alibi_slopes, get_model, GPTConfigALiBi
-from tfa_core.attention import attention_bias, reference_attention
-from tfa_core.flex import flex_alibi_attention, flex_available
+from tfa_core.model.attention import attention_bias, reference_attention
+from tfa_core.model.flex import flex_alibi_attention, flex_available
 
 pytestmark = pytest.mark.skipif(not flex_available(), reason="this torch has no FlexAttention")
 
@@ -22,7 +22,7 @@ def test_flex_alibi_equals_the_plain_path_on_cpu():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled FlexAttention path runs on CUDA")
 def test_model_on_cuda_uses_flex_and_matches_sdpa(monkeypatch):
-    import tfa_core.flex as flex_module
+    import tfa_core.model.flex as flex_module
 
     config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=64, block_size=128, vocab_size=100, dropout=0.0)
     model = get_model("FactoredALiBi", config).cuda().eval()
@@ -68,7 +68,7 @@ def test_a_compiled_model_is_one_graph(name, path, monkeypatch):
     pass as one graph, with no break in any step: no id-range read, no slope read, and on the
     FlexAttention path (forced here on a CPU: dynamo only traces, nothing is run on a GPU) the
     kernel and its block mask inside the model's graph."""
-    import tfa_core.flex as flex_module
+    import tfa_core.model.flex as flex_module
 
     if path == "flex":
         monkeypatch.setattr(flex_module, "takes", lambda q: True)

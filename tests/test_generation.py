@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-import tfa_core.generation as generation_module
+import tfa_core.decoding.generate as generation_module
 from tfa_core import GPTConfigALiBi, create_tokenizer, get_model, sample_next_token, stream_generate
 from tfa_core import top_k_filter, top_p_filter
-from tfa_core.generation import TokenDecoder
+from tfa_core.decoding.generate import TokenDecoder
 
 NEG = float("-inf")
 

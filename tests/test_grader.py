@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tfa_core import cli, grading
-from tfa_core.grading import Grade, format_table, read_exercise_cells
+from tfa_core import cli
+from tfa_core.teaching import grading
+from tfa_core.teaching.grading import Grade, format_table, read_exercise_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -161,7 +162,7 @@ def test_the_table_lists_rows_then_totals():
 def test_python_dash_m_runs_the_grader(tmp_path):
     broken = tmp_path / "03_broken.ipynb"
     broken.write_text("nope")
-    done = subprocess.run([sys.executable, "-m", "tfa_core.grading", str(broken), "--strict"],
+    done = subprocess.run([sys.executable, "-m", "tfa_core.teaching.grading", str(broken), "--strict"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "unreadable" in done.stdout and "total: 0 of 1 correct" in done.stdout

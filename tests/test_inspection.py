@@ -1,4 +1,4 @@
-"""The logit lens and attention maps of tfa_core.inspection, against the model's own forward pass."""
+"""The logit lens and attention maps of tfa_core.experiments.inspection, against the model's own forward pass."""
 
 import math
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from tfa_core import GPTConfigALiBi, get_model
-from tfa_core.attention import channel_mix, merge_heads, split_heads
-from tfa_core.inspection import attention_maps, layer_attention, lens_logits, logit_lens, token_ranks
+from tfa_core.model.attention import channel_mix, merge_heads, split_heads
+from tfa_core.experiments.inspection import attention_maps, layer_attention, lens_logits, logit_lens, token_ranks
 
 
 def config(**changes):

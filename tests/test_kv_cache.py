@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-import tfa_core.attention as attention_module
+import tfa_core.model.attention as attention_module
 from tfa_core import GPTConfigALiBi, KVCache, alibi_bias, generate_tokens, get_model, list_available_models
-from tfa_core.attention import attention_bias
-from tfa_core.language_model import CausalLanguageModel
+from tfa_core.model.attention import attention_bias
+from tfa_core.model.common import CausalLanguageModel
 
 MODELS = list_available_models()
 
@@ -256,7 +256,7 @@ def test_cache_misuse_gets_clear_errors(config):
 
 def test_the_fused_causal_path_refuses_fewer_queries_than_keys():
     """PyTorch's is_causal puts the queries at the start of the keys: wrong for a cached step."""
-    from tfa_core.attention import scaled_dot_product_attention
+    from tfa_core.model.attention import scaled_dot_product_attention
 
     q, kv = torch.randn(1, 2, 1, 4), torch.randn(1, 2, 6, 4)
     with pytest.raises(ValueError, match="1 queries and 6 keys"):

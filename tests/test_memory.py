@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tfa_core import GPTConfigALiBi, get_model, load_alibi_config_preset
-from tfa_core.memory import (
+from tfa_core.experiments.memory import (
     GPU_MEMORY,
     MemoryEstimate,
     activation_breakdown,
@@ -21,7 +21,7 @@ from tfa_core.memory import (
     optimizer_state_bytes,
     saved_activation_bytes,
 )
-from tfa_core.training import TrainingConfig, configure_optimizer
+from tfa_core.training.trainer import TrainingConfig, configure_optimizer
 
 TOLERANCE = 0.02  # the estimate follows torch 2.13 tensor by tensor (exact there); 2% leaves room for drift
 
@@ -83,7 +83,7 @@ def test_activation_estimate_follows_the_query_blocks(dropout, checkpointing, pr
     """Past QUERY_BLOCK the attention runs in query blocks (16 here: blocks of 16, 16 and 8 queries
     over 16, 32 and 40 keys): the layers share the blocks' biases, and each block saves its copies of
     the keys and values it reads. The estimate follows that, byte for byte."""
-    import tfa_core.attention as attention_module
+    import tfa_core.model.attention as attention_module
 
     monkeypatch.setattr(attention_module, "QUERY_BLOCK", 16)
     config = tiny_config(dropout=dropout, use_v=mixes, use_proj=mixes)

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tfa_core.attention as attention_module
-import tfa_core.shared_bias as shared_bias_module
+import tfa_core.model.attention as attention_module
+import tfa_core.model.shared_bias as shared_bias_module
 from tfa_core import (
     GPTConfigALiBi,
     alibi_slopes,
@@ -15,7 +15,7 @@ from tfa_core import (
     list_available_models,
     reference_attention,
 )
-from tfa_core.attention import attention_bias, merge_heads, scaled_dot_product_attention, split_heads
+from tfa_core.model.attention import attention_bias, merge_heads, scaled_dot_product_attention, split_heads
 
 MODELS = list_available_models()
 
@@ -237,7 +237,7 @@ def test_nothing_positional_reaches_xt(name, clean, tiny_config):
 
 
 def test_rotary_scores_depend_only_on_distance():
-    from tfa_core.positions import apply_rotary, rotary_angles
+    from tfa_core.model.positions import apply_rotary, rotary_angles
 
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
 
@@ -251,7 +251,7 @@ def test_rotary_scores_depend_only_on_distance():
 
 
 def test_sinusoidal_table_values():
-    from tfa_core.positions import sinusoidal_embeddings
+    from tfa_core.model.positions import sinusoidal_embeddings
 
     table = sinusoidal_embeddings(torch.arange(3), 4)
     expected = torch.tensor([[0.0, 1.0, 0.0, 1.0],

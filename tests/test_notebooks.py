@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 import tfa_core
-from tfa_core.exercises import list_exercises, get_exercise
+from tfa_core.teaching.exercises import list_exercises, get_exercise
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_exercises import solutions  # noqa: E402

@@ -1,4 +1,4 @@
-from tfa_core.plotting import LiveLossPlot
+from tfa_core.training.live_plot import LiveLossPlot
 
 
 def test_live_loss_plot_draws_what_the_trainer_reported(tmp_path):

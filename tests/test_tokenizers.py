@@ -1,4 +1,4 @@
-"""Tests for tfa_core.tokenizers: exact GPT-2 ids, exact character round trips, and errors."""
+"""Tests for tfa_core.data.tokenizers: exact GPT-2 ids, exact character round trips, and errors."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfa_core import tokenizers
-from tfa_core.tokenizers import (
+from tfa_core.data import tokenizers
+from tfa_core.data.tokenizers import (
     CharacterTokenizer,
     GPT2Tokenizer,
     create_tokenizer,

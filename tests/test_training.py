@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-import tfa_core.checkpoint as checkpoint_module
+import tfa_core.training.checkpoint as checkpoint_module
 from tfa_core import create_tokenizer, get_model, load_alibi_config_preset, prepare_causal_lm_dataset
-from tfa_core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from tfa_core.training import (
+from tfa_core.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tfa_core.training.trainer import (
     Trainer,
     TrainingConfig,
     TrainingDiverged,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tfa_core import GPTConfigALiBi, get_model
-from tfa_core.widgets import alibi_bias_widget, channel_mix_widget, slopes_widget, stream_norms_widget
+from tfa_core.teaching.widgets import alibi_bias_widget, channel_mix_widget, slopes_widget, stream_norms_widget
 
 PNG = b"\x89PNG"
 
@@ -107,8 +107,8 @@ def lens_model():
 
 
 def test_lens_attention_widget_shows_the_chosen_head_and_the_lens():
-    from tfa_core.inspection import attention_maps, logit_lens
-    from tfa_core.widgets import lens_attention_widget
+    from tfa_core.experiments.inspection import attention_maps, logit_lens
+    from tfa_core.teaching.widgets import lens_attention_widget
 
     model, tokenizer = lens_model()
     box = lens_attention_widget(model, tokenizer, prompt="abc, dea", top_k=3)
@@ -139,7 +139,7 @@ def test_lens_attention_widget_shows_the_chosen_head_and_the_lens():
 
 
 def test_lens_attention_widget_follows_the_prompt():
-    from tfa_core.widgets import lens_attention_widget
+    from tfa_core.teaching.widgets import lens_attention_widget
 
     model, tokenizer = lens_model()
     box = lens_attention_widget(model, tokenizer, prompt="abcdefgh")
@@ -155,7 +155,7 @@ def test_lens_attention_widget_follows_the_prompt():
 
 
 def test_lens_attention_widget_names_bad_arguments():
-    from tfa_core.widgets import lens_attention_widget
+    from tfa_core.teaching.widgets import lens_attention_widget
 
     model, tokenizer = lens_model()
     with pytest.raises(TypeError, match="token-factored model"):

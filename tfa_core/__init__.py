@@ -8,12 +8,12 @@ The names here are the ones the course and the original tutorial use::
     model = get_model("FactoredALiBi", config)
 """
 
-from .alibi import alibi_bias, alibi_slopes, causal_mask
-from .attention import channel_mix, kronecker_lift, reference_attention
-from .baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
-from .checkpoint import load_checkpoint, save_checkpoint
-from .comparison import run_comprehensive_comparison
-from .config import (
+from tfa_core.model.alibi import alibi_bias, alibi_slopes, causal_mask
+from tfa_core.model.attention import channel_mix, kronecker_lift, reference_attention
+from tfa_core.model.baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
+from tfa_core.training.checkpoint import load_checkpoint, save_checkpoint
+from tfa_core.experiments.comparison import run_comprehensive_comparison
+from tfa_core.model.config import (
     PRESETS,
     GPTConfigALiBi,
     format_config,
@@ -21,8 +21,8 @@ from .config import (
     load_alibi_config_preset,
     print_config_alibi,
 )
-from .course import QUICK_ENV, environment_report, quick_mode
-from .data import (
+from tfa_core.teaching.environment import QUICK_ENV, environment_report, quick_mode
+from tfa_core.data.corpus import (
     encode_corpus,
     load_shakespeare,
     load_text,
@@ -30,18 +30,18 @@ from .data import (
     random_batch,
     train_val_split,
 )
-from .generation import generate_tokens, stream_generate
-from .kv_cache import KVCache
-from .language_model import CausalLanguageModel, causal_lm_loss
-from .model import FactoredTransformerModel, FactoredTransformerModelALiBi
-from .evaluation import evaluate_length, evaluate_lengths, test_length_extrapolation
-from .parameters import estimate_model_parameters, parameter_breakdown
-from .plotting import LiveLossPlot
-from .positions import POSITION_SCHEMES
-from .registry import get_model, list_available_models
-from .sampling import sample_next_token, top_k_filter, top_p_filter
-from .study import run_extrapolation_study
-from .tokenizers import CharacterTokenizer, GPT2Tokenizer, create_tokenizer
-from .training import Trainer, TrainingConfig, train_model
+from tfa_core.decoding.generate import generate_tokens, stream_generate
+from tfa_core.model.kv_cache import KVCache
+from tfa_core.model.common import CausalLanguageModel, causal_lm_loss
+from tfa_core.model.factored import FactoredTransformerModel, FactoredTransformerModelALiBi
+from tfa_core.experiments.evaluation import evaluate_length, evaluate_lengths, test_length_extrapolation
+from tfa_core.model.parameters import estimate_model_parameters, parameter_breakdown
+from tfa_core.training.live_plot import LiveLossPlot
+from tfa_core.model.positions import POSITION_SCHEMES
+from tfa_core.model.registry import get_model, list_available_models
+from tfa_core.decoding.sampling import sample_next_token, top_k_filter, top_p_filter
+from tfa_core.experiments.study import run_extrapolation_study
+from tfa_core.data.tokenizers import CharacterTokenizer, GPT2Tokenizer, create_tokenizer
+from tfa_core.training.trainer import Trainer, TrainingConfig, train_model
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """``python -m tfa_core ...`` is the ``tfa`` command."""
 
-from .cli import main_exit
+from tfa_core.cli import main_exit
 
 main_exit()

@@ -76,8 +76,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _prepare_data(spec: dict, tokenizer=None):
     """Text, tokenizer and (train, val) token tensors from a data description."""
-    from .data import load_text, train_val_split
-    from .tokenizers import create_tokenizer
+    from tfa_core.data.corpus import load_text, train_val_split
+    from tfa_core.data.tokenizers import create_tokenizer
 
     source = spec["source"]
     if source != "shakespeare" and not Path(source).exists():
@@ -92,11 +92,11 @@ def _prepare_data(spec: dict, tokenizer=None):
 
 
 def command_train(args) -> int:
-    from .checkpoint import latest_checkpoint, load_checkpoint
-    from .config import load_alibi_config_preset
-    from .distributed import cleanup_distributed, setup_distributed
-    from .registry import get_model
-    from .training import Trainer, TrainingConfig
+    from tfa_core.training.checkpoint import latest_checkpoint, load_checkpoint
+    from tfa_core.model.config import load_alibi_config_preset
+    from tfa_core.training.distributed import cleanup_distributed, setup_distributed
+    from tfa_core.model.registry import get_model
+    from tfa_core.training.trainer import Trainer, TrainingConfig
 
     dist_info = setup_distributed(args.device)
     say = print if dist_info.is_main else (lambda *a, **k: None)
@@ -151,7 +151,7 @@ def command_train(args) -> int:
             say(f"step {evals[-1]['step']}: validation loss {evals[-1]['val_loss']:.4f}")
         say(f"saved {trainer.last_checkpoint}")
         if args.test_generation and dist_info.is_main:
-            from .evaluation import test_length_extrapolation
+            from tfa_core.experiments.evaluation import test_length_extrapolation
 
             test_length_extrapolation(model, tokenizer, dist_info.device, config, prompt="\n", factors=(1, 4))
     finally:
@@ -162,8 +162,8 @@ def command_train(args) -> int:
 # -- generate, evaluate, info ----------------------------------------------------------------
 
 def _load_run(run: str, device: str = "cpu"):
-    from .checkpoint import load_checkpoint
-    from .distributed import pick_device
+    from tfa_core.training.checkpoint import load_checkpoint
+    from tfa_core.training.distributed import pick_device
 
     if not Path(run).exists():
         raise CommandError(f"run {run!r} not found: give a folder written by 'tfa train --out'")
@@ -175,7 +175,7 @@ def _load_run(run: str, device: str = "cpu"):
 
 
 def command_generate(args) -> int:
-    from .generation import stream_generate
+    from tfa_core.decoding.generate import stream_generate
 
     saved = _load_run(args.run, args.device)
     prompt = args.prompt or "\n"
@@ -191,7 +191,7 @@ def command_generate(args) -> int:
 
 
 def command_evaluate(args) -> int:
-    from .training import estimate_loss
+    from tfa_core.training.trainer import estimate_loss
 
     saved = _load_run(args.run, args.device)
     spec = dict(saved.extra.get("data") or {})
@@ -214,7 +214,7 @@ def command_evaluate(args) -> int:
 def command_info(args) -> int:
     import json
 
-    from .config import format_config
+    from tfa_core.model.config import format_config
 
     saved = _load_run(args.run)
     print(f"checkpoint  {saved.path} (step {saved.step})")
@@ -231,7 +231,7 @@ def command_info(args) -> int:
 
 
 def command_extrapolate(args) -> int:
-    from .study import run_extrapolation_study
+    from tfa_core.experiments.study import run_extrapolation_study
 
     rows = run_extrapolation_study(
         args.out, recipe=args.recipe, models=args.models.split(",") if args.models else None,
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("run")
     info.set_defaults(run_command=command_info)
 
-    from .grading import add_grade_command  # tfa grade NOTEBOOK...: the course's exercise grader
+    from tfa_core.teaching.grading import add_grade_command  # tfa grade NOTEBOOK...: the course's exercise grader
 
     add_grade_command(commands)
     return parser
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``tfa`` command; returns the exit code."""
-    from .training import TrainingDiverged
+    from tfa_core.training.trainer import TrainingDiverged
 
     args = build_parser().parse_args(argv)
     try:

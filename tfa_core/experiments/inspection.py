@@ -1,0 +1,176 @@
+"""Looking inside a trained model: the logit lens on the streams, and attention maps by head.
+
+**Logit lens.** The model reads its final state as tokens with ``ln_f(xt + xe) @ W_emb^T``. The lens
+applies that same read-out -- the final LayerNorm, then the tied embedding matrix -- to the streams
+*between* blocks: to ``xt``, to ``xe`` and to their sum, at the input of every block and after the
+last one. It asks "which tokens does this vector look like?". In the token-factored model ``xt`` is
+made of token embeddings, so its lens should keep naming the input tokens; ``xe`` holds what the MLPs
+computed. At the last point the lens of ``xt + xe`` *is* the model's output.
+
+**Attention maps.** :func:`attention_maps` recomputes every layer's attention probabilities from the
+model's own weights (queries and keys from ``ln_1(xt + xe)``, the ALiBi bias and causal mask), without
+touching ``model.py``: the fused attention kernel never materialises them. Multiplied with the values
+(head-blocks of ``xt``, channel-mixed) they give exactly what the model's attention adds to ``xt``.
+
+Shapes: ``L`` layers, ``B`` batch, ``T`` length, ``H`` heads, ``d`` head size, ``C = H d``, ``V``
+vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from tfa_core.model.alibi import alibi_bias, causal_mask
+from tfa_core.model.attention import split_heads
+from tfa_core.model.factored import FactoredCausalSelfAttention, FactoredTransformerModelALiBi
+from tfa_core.model.positions import apply_rotary, rotary_angles
+
+__all__ = ["lens_logits", "logit_lens", "token_ranks", "layer_attention", "attention_maps"]
+
+FACTORED_STREAMS = ("xt", "xe", "xt+xe")
+
+
+def lens_logits(stream: torch.Tensor, ln_f: nn.Module, wte: torch.Tensor) -> torch.Tensor:
+    """Read a stream as tokens the way the model reads its final state: ``ln_f(stream) @ wte^T``.
+
+    ``stream``: ``(..., C)``; ``ln_f``: the model's final LayerNorm (its weights are used, as trained);
+    ``wte``: the ``(V, C)`` token embedding, which is also the output layer (tied). Returns
+    ``(..., V)`` logits. The norm matters: it rescales each vector to the size the embedding
+    read-out was trained on, so a small ``xe`` early on is not read as "no opinion".
+    """
+    if stream.shape[-1] != wte.shape[-1]:
+        raise ValueError(f"stream has {stream.shape[-1]} channels but wte is {tuple(wte.shape)}: "
+                         "the last dimension of the stream must be the model width C")
+    return ln_f(stream) @ wte.T
+
+
+def _one_batch(model, input_ids) -> torch.Tensor:
+    """``input_ids`` as a ``(B, T)`` long tensor on the model's device."""
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}")
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (T,) or (B, T), got {tuple(input_ids.shape)}")
+    return input_ids.to(next(model.parameters()).device)
+
+
+def _streams_of(model, input_ids: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    """The streams at the input of every block and after the last: factored models give ``xt``,
+    ``xe`` and ``xt+xe``; single-stream models (``Vanilla``, ``VanillaALiBi``, ``SASP``) give ``x``,
+    read with forward hooks on their blocks."""
+    if isinstance(model, FactoredTransformerModelALiBi):
+        pairs = model(input_ids, return_streams=True)["streams"]
+        return {"xt": [xt for xt, _ in pairs], "xe": [xe for _, xe in pairs],
+                "xt+xe": [xt + xe for xt, xe in pairs]}
+    blocks = getattr(getattr(model, "transformer", None), "h", None)
+    if blocks is None or not len(blocks):
+        raise TypeError(f"logit_lens needs a model from tfa_core's registry (with transformer.h blocks), "
+                        f"got {type(model).__name__}")
+    xs: list[torch.Tensor] = []
+    handles = [blocks[0].register_forward_pre_hook(lambda module, args: xs.append(args[0]))]
+    handles += [block.register_forward_hook(lambda module, args, output: xs.append(output)) for block in blocks]
+    try:
+        model(input_ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {"x": xs}
+
+
+@torch.no_grad()
+def logit_lens(model, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The logit lens at every layer: each stream read through ``ln_f`` and the tied embedding.
+
+    ``model``: any model from the registry; ``input_ids``: ``(T,)`` or ``(B, T)`` token ids.
+
+    Returns a dict of float32 CPU tensors of shape ``(n_layer + 1, B, T, V)``: entry ``l`` is the
+    stream at the input of block ``l`` (``l = 0``: the embedding), entry ``n_layer`` the stream after
+    the last block. Factored models give ``"xt"``, ``"xe"`` and ``"xt+xe"`` (whose last entry equals
+    the model's logits); single-stream models give ``"x"``. ``xe`` is zero at ``l = 0``, so its lens
+    there is all zeros (a uniform distribution). The model runs once, in eval mode, and its mode is
+    restored. Memory: ``(n_layer + 1) B T V`` floats per stream.
+    """
+    ids = _one_batch(model, input_ids)
+    was_training = model.training
+    model.eval()
+    try:
+        streams = _streams_of(model, ids)
+        ln_f, wte = model.transformer.ln_f, model.transformer.wte.weight
+        return {name: torch.stack([lens_logits(x, ln_f, wte).float().cpu() for x in xs])
+                for name, xs in streams.items()}
+    finally:
+        model.train(was_training)
+
+
+def token_ranks(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """Where ``token_ids`` stand in ``logits``: 0 when it has the highest logit, 1 when one token is
+    above it, and so on (ties count in its favour).
+
+    ``logits``: ``(..., V)``; ``token_ids``: integer ids broadcastable to ``logits.shape[:-1]``
+    (``(B, T)`` ids against a lens of ``(L + 1, B, T, V)``). Returns a long tensor of
+    ``logits.shape[:-1]``.
+    """
+    if token_ids.dtype.is_floating_point:
+        raise TypeError(f"token_ids must be integer ids, got dtype {token_ids.dtype}")
+    ids = token_ids.to(logits.device).expand(logits.shape[:-1])
+    own = logits.gather(-1, ids[..., None])  # (..., 1)
+    return (logits > own).sum(dim=-1)
+
+
+def layer_attention(attn: FactoredCausalSelfAttention, h: torch.Tensor,
+                    positions: torch.Tensor | None = None) -> torch.Tensor:
+    """One factored attention layer's probabilities, from its own weights.
+
+    ``attn``: a layer (``model.transformer.h[l].attn``); ``h``: its input ``ln_1(xt + xe)``,
+    ``(B, T, C)``; ``positions``: ``(T,)`` absolute positions (only rotary layers use them; default
+    ``0 .. T-1``). Returns ``(B, H, T, T)``: ``softmax(q k^T / sqrt(d) + bias)`` with the layer's
+    ALiBi bias and the causal mask (just the mask for layers without slopes); each row sums to 1.
+    """
+    if not isinstance(attn, FactoredCausalSelfAttention):
+        raise TypeError(f"attn must be a factored attention layer (model.transformer.h[l].attn), "
+                        f"got {type(attn).__name__}")
+    B, T, C = h.shape
+    q, k = attn.c_attn(h).split(C, dim=-1)  # (B, T, C) each
+    q, k = split_heads(q, attn.n_head), split_heads(k, attn.n_head)  # (B, H, T, d)
+    if attn.rotary:
+        positions = torch.arange(T, device=h.device) if positions is None else positions
+        cos, sin = rotary_angles(positions, q.shape[-1])
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])  # (B, H, T, T)
+    if attn.alibi_slopes is not None:
+        bias = alibi_bias(attn.alibi_slopes.float(), T)  # (H, T, T), -inf after the query
+    else:
+        bias = torch.zeros(T, T, device=h.device).masked_fill(~causal_mask(T, device=h.device), float("-inf"))
+    return torch.softmax(scores + bias, dim=-1)
+
+
+@torch.no_grad()
+def attention_maps(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """Every layer's attention probabilities for one sequence: ``(n_layer, H, T, T)``, float32 on CPU.
+
+    ``model``: a token-factored model (``FactoredALiBi``, or the factored model with another position
+    scheme); ``input_ids``: ``(T,)`` or ``(1, T)``. Entry ``[l, h, i, j]`` is how much query ``i`` of
+    head ``h`` in block ``l`` takes from key ``j`` (0 for ``j > i``). Computed from the model's weights
+    and its own streams, so ``maps[l] @ values`` is what block ``l``'s attention adds to ``xt``.
+    """
+    if not isinstance(model, FactoredTransformerModelALiBi):
+        raise TypeError(f"attention_maps needs a token-factored model (get_model('FactoredALiBi', config)), "
+                        f"got {type(model).__name__}")
+    ids = _one_batch(model, input_ids)
+    if ids.shape[0] != 1:
+        raise ValueError(f"attention_maps reads one sequence, got a batch of {ids.shape[0]}; "
+                         "pass input_ids[i] for the sequence you want")
+    was_training = model.training
+    model.eval()
+    try:
+        streams = model(ids, return_streams=True)["streams"]
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        maps = [layer_attention(block.attn, block.ln_1(xt + xe), positions)[0]
+                for block, (xt, xe) in zip(model.transformer.h, streams)]
+        return torch.stack(maps).cpu()  # (n_layer, H, T, T)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,225 @@
+"""The length-extrapolation study: train short, test long, for every way of encoding positions.
+
+Every model is trained with the same seed, data, steps and training length, then evaluated at
+1x to 16x that length, with non-overlapping and with sliding windows. The results go to a CSV file,
+a Markdown report and two plots (perplexity against length; loss by position in the window).
+
+    tfa extrapolate --recipe cpu --out runs/study        # minutes per model on a laptop CPU
+    tfa extrapolate --recipe cuda --out runs/study-gpu   # GPT-2 BPE, small preset, up to 4096
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from tfa_core.model.config import load_alibi_config_preset
+from tfa_core.data.corpus import load_text, train_val_split
+from tfa_core.training.distributed import pick_device
+from tfa_core.experiments.evaluation import evaluate_length
+from tfa_core.model.registry import get_model, position_scheme_of
+from tfa_core.data.tokenizers import create_tokenizer
+from tfa_core.training.trainer import Trainer, TrainingConfig
+
+__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "write_report", "plot_study", "replot"]
+
+STUDY_MODELS = ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE",
+                "Vanilla", "VanillaALiBi"]
+
+RECIPES = {
+    # character level, 4L-4H-128D, trained at 128: a few minutes per model on two CPU cores
+    "cpu": dict(tokenizer="character", preset="character", block_size=128, steps=600, batch_size=32,
+                learning_rate=1e-3, warmup_steps=50, lengths=[128, 256, 512, 1024, 2048], eval_tokens=32768),
+    # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU
+    "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=5000, batch_size=32,
+                 learning_rate=6e-4, warmup_steps=200, lengths=[256, 512, 1024, 2048, 4096], eval_tokens=131072),
+}
+
+
+def _architecture(model_type: str) -> str:
+    return "factored" if model_type.startswith("Factored") else "standard"
+
+
+def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: int | None = None,
+                            lengths=None, data: str = "shakespeare", seed: int = 1337, device: str = "auto",
+                            eval_tokens: int | None = None, progress: bool = True) -> list[dict]:
+    """Train and evaluate every model in ``models`` (default: :data:`STUDY_MODELS`) with one recipe.
+
+    Writes ``results.csv``, ``report.md``, ``perplexity.png`` and ``loss_by_position.png`` into
+    ``out_dir`` (and each model's checkpoint under ``out_dir/models``). Returns the result rows.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
+    settings = dict(RECIPES[recipe])
+    models = list(models or STUDY_MODELS)
+    for name in models:
+        position_scheme_of(name)  # an unknown name fails now, not after an hour of training
+    steps = steps or settings["steps"]
+    lengths = list(lengths or settings["lengths"])
+    eval_tokens = eval_tokens or settings["eval_tokens"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(device)
+
+    text = load_text(data, strip_markdown=True)
+    tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
+                 else create_tokenizer("character", text=text))
+    train, val = train_val_split(torch.tensor(tokenizer.encode(text)), 0.1)
+    rows = []
+    stages = tqdm(total=2 * len(models), desc="study", unit="stage", disable=not progress)
+    for name in models:
+        config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
+                                          max_position_embeddings=max(lengths), dropout=0.0,
+                                          **settings.get("config_overrides", {}))
+        config.update_from_tokenizer(tokenizer)
+        torch.manual_seed(seed)
+        model = get_model(name, config)
+        stages.set_postfix(model=name, stage="train")
+        training = TrainingConfig(max_steps=steps, batch_size=settings["batch_size"],
+                                  learning_rate=settings["learning_rate"], warmup_steps=min(settings["warmup_steps"], steps),
+                                  eval_interval=steps, eval_batches=10, seed=seed, device=device,
+                                  out_dir=str(out_dir / "models" / name), progress=False)
+        started = time.perf_counter()
+        Trainer(model, train, val, training, tokenizer=tokenizer).fit()
+        train_seconds = time.perf_counter() - started
+        stages.update(1)
+        stages.set_postfix(model=name, stage="evaluate")
+        for length in lengths:
+            for mode in ("non_overlapping", "sliding"):
+                result = evaluate_length(model, val, length, mode, max_tokens=eval_tokens, device=device)
+                rows.append({"model": name, "architecture": _architecture(name),
+                             "positions": position_scheme_of(name), "mode": mode, "length": length,
+                             "loss": result.loss, "perplexity": result.perplexity,
+                             "tokens_scored": result.tokens_scored, "note": result.note,
+                             "train_seconds": round(train_seconds, 1),
+                             "loss_by_position": result.loss_by_position})
+        stages.update(1)
+    stages.close()
+    context = dict(recipe=recipe, steps=steps, train_length=settings["block_size"], eval_tokens=eval_tokens,
+                   device=device, seed=seed, data=data)
+    _write_csv(out_dir / "results.csv", rows)
+    (out_dir / "loss_by_position.json").write_text(json.dumps(
+        {f"{r['model']}/{r['mode']}/{r['length']}": r["loss_by_position"] for r in rows}))
+    (out_dir / "report.md").write_text(write_report(rows, **context))
+    plot_study(rows, out_dir, train_length=settings["block_size"])
+    return rows
+
+
+def replot(out_dir) -> None:
+    """Draw the plots again from ``results.csv`` and ``loss_by_position.json`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    with open(out_dir / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    by_position = json.loads((out_dir / "loss_by_position.json").read_text())
+    for r in rows:
+        r["length"] = int(r["length"])
+        r["perplexity"] = float(r["perplexity"])
+        r["loss_by_position"] = by_position.get(f"{r['model']}/{r['mode']}/{r['length']}", [])
+    train_length = min(r["length"] for r in rows)
+    plot_study(rows, out_dir, train_length)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    columns = [c for c in rows[0] if c != "loss_by_position"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _cell(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "—"
+
+
+def write_report(rows: list[dict], **context) -> str:
+    """A Markdown report: perplexity by length for each mode, and the 2 x 2 comparison."""
+    lengths = sorted({r["length"] for r in rows})
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    train_length = context.get("train_length", lengths[0])
+    lines = [f"# Length extrapolation ({context.get('recipe', '')} recipe)", "",
+             "Setup: " + ", ".join(f"{k} {v}" for k, v in context.items()), ""]
+    for mode in ("non_overlapping", "sliding"):
+        lines += [f"## Perplexity, {mode.replace('_', '-')} windows", "",
+                  "| model | positions | " + " | ".join(f"{n} ({n / train_length:g}x)" for n in lengths) + " |",
+                  "|---|---|" + "---:|" * len(lengths)]
+        for model in models:
+            cells = {r["length"]: r["perplexity"] for r in rows if r["model"] == model and r["mode"] == mode}
+            scheme = next(r["positions"] for r in rows if r["model"] == model)
+            lines.append(f"| {model} | {scheme} | " + " | ".join(_cell(cells[n]) for n in lengths) + " |")
+        lines.append("")
+    grid = {(r["architecture"], r["positions"]): r["loss"] for r in rows
+            if r["length"] == train_length and r["mode"] == "non_overlapping"}
+    if {("standard", "learned"), ("standard", "alibi"), ("factored", "learned"), ("factored", "alibi")} <= set(grid):
+        lines += [f"## Validation loss at the training length ({train_length}): architecture x positions", "",
+                  "| | learned positions | ALiBi |", "|---|---:|---:|",
+                  f"| standard block | {grid['standard', 'learned']:.3f} | {grid['standard', 'alibi']:.3f} |",
+                  f"| factored block | {grid['factored', 'learned']:.3f} | {grid['factored', 'alibi']:.3f} |", ""]
+    notes = sorted({f"{r['model']}: {r['note']}" for r in rows if r["note"]})
+    if notes:
+        lines += ["Lengths a model cannot run are shown as —:", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+def _log_binned(values: list[float], bins: int = 24) -> tuple[list[float], list[float]]:
+    """Mean of ``values`` (indexed by position 1..n) in bins evenly spaced on a log scale: one
+    point per bin instead of thousands of noisy ones."""
+    n = len(values)
+    edges = sorted({1, *(round(n ** (i / bins)) for i in range(bins + 1))})
+    xs, ys = [], []
+    for lo, hi in zip(edges, edges[1:] + [n + 1]):
+        chunk = values[lo - 1:hi - 1]
+        if chunk:
+            xs.append((lo * (hi - 1)) ** 0.5)
+            ys.append(sum(chunk) / len(chunk))
+    return xs, ys
+
+
+def plot_study(rows: list[dict], out_dir, train_length: int) -> None:
+    """``perplexity.png``: perplexity against evaluation length, one panel per mode;
+    ``loss_by_position.png``: loss at each position of the longest non-overlapping window."""
+    from matplotlib.figure import Figure
+
+    out_dir = Path(out_dir)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig = Figure(figsize=(12.5, 4.2))
+    for i, mode in enumerate(("non_overlapping", "sliding")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for model in models:
+            points = [(r["length"], r["perplexity"]) for r in rows
+                      if r["model"] == model and r["mode"] == mode and math.isfinite(r["perplexity"])]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=model)
+        ax.axvline(train_length, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("evaluation length (tokens)")
+        ax.set_ylabel("perplexity")
+        ax.set_title(f"{mode.replace('_', '-')} windows (trained at {train_length})")
+        ax.grid(alpha=0.3, which="both")
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), fontsize=8, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.85, 1))  # room on the right for the legend
+    fig.savefig(out_dir / "perplexity.png", dpi=110)
+
+    longest = max(r["length"] for r in rows)
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    for model in models:
+        row = next((r for r in rows if r["model"] == model and r["length"] == longest
+                    and r["mode"] == "non_overlapping" and r["loss_by_position"]), None)
+        if row:
+            ax.plot(*_log_binned(row["loss_by_position"]), label=model, marker=".")
+    ax.axvline(train_length, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("position in the window (tokens of context)")
+    ax.set_ylabel("mean loss (nats)")
+    ax.set_title(f"loss by position (log-spaced bins), non-overlapping windows of {longest}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "loss_by_position.png", dpi=110)

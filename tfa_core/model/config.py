@@ -1,0 +1,241 @@
+"""The model configuration, its presets, and a printed summary.
+
+``GPTConfigALiBi`` keeps the tutorial's field names. Every field is checked when the config is made
+and again when a model is built from it (fields are often changed after loading a preset), and a bad
+value raises a ``ValueError``/``TypeError`` that names the field and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields
+
+from tfa_core.model.alibi import DEFAULT_MAX_BIAS
+from tfa_core.model.positions import POSITION_SCHEMES
+
+__all__ = [
+    "GPTConfigALiBi",
+    "PRESETS",
+    "load_alibi_config_preset",
+    "list_presets",
+    "print_config_alibi",
+    "format_config",
+]
+
+@dataclass
+class GPTConfigALiBi:
+    """Everything needed to build (and train and sample from) one model.
+
+    ``block_size`` is the training length. ``max_position_embeddings`` is the longest sequence an
+    ALiBi model accepts (4 x ``block_size`` unless set); models with a learned position table stop
+    at ``block_size``. ``vocab_size`` may be left ``None`` in a preset and filled in by
+    :meth:`update_from_tokenizer`.
+    """
+
+    # architecture
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    block_size: int = 128
+    max_position_embeddings: int | None = None
+    vocab_size: int | None = 50257
+    dropout: float = 0.1
+    bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2 has them; we count without)
+    model_type: str = "FactoredALiBi"
+    # alibi, learned, sinusoidal, rotary or none; None: the model type's own (get_model sets it)
+    position_scheme: str | None = None
+    # ALiBi: slopes are 2^(-alibi_max_bias * k / n_head)
+    alibi_max_bias: float | None = DEFAULT_MAX_BIAS
+    # channel mixing in the factored model: values V ⊗ I_d, output projection P ⊗ I_d
+    use_v: bool = False
+    use_proj: bool = False
+    # training
+    batch_size: int = 32
+    learning_rate: float = 2.5e-4
+    weight_decay: float = 0.01
+    num_epochs: int = 3
+    # generation
+    temperature: float = 0.8
+    top_k: int | None = 50
+    # set by update_from_tokenizer
+    tokenizer_name: str | None = None
+    eos_token_id: int | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self):
+        if self.max_position_embeddings is None and _is_int(self.block_size):
+            self.max_position_embeddings = 4 * self.block_size
+        if self.alibi_max_bias is None:
+            self.alibi_max_bias = DEFAULT_MAX_BIAS
+        self.validate()
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        """Channels per head, ``n_embd // n_head``."""
+        return self.n_embd // self.n_head
+
+    # -- checks --------------------------------------------------------------------------------
+    def validate(self) -> "GPTConfigALiBi":
+        """Check every field; raise a ``ValueError``/``TypeError`` naming the field and the fix."""
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "max_position_embeddings",
+                     "batch_size", "num_epochs"):
+            _require_positive_int(name, getattr(self, name))
+        if self.vocab_size is not None:
+            _require_positive_int("vocab_size", self.vocab_size)
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so that every "
+                f"head gets the same number of channels; try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
+            )
+        if self.max_position_embeddings < self.block_size:
+            raise ValueError(
+                f"max_position_embeddings ({self.max_position_embeddings}) must be at least "
+                f"block_size ({self.block_size}), the training length; leave it None for 4 x block_size"
+            )
+        _require_number("dropout", self.dropout)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}; 0.0 turns it off")
+        for name in ("bias", "use_v", "use_proj"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        _require_number("alibi_max_bias", self.alibi_max_bias)
+        if not self.alibi_max_bias > 0:
+            raise ValueError(f"alibi_max_bias must be positive (the ALiBi paper uses 8), got {self.alibi_max_bias}")
+        _require_number("learning_rate", self.learning_rate)
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        _require_number("weight_decay", self.weight_decay)
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be 0 or more, got {self.weight_decay}")
+        _require_number("temperature", self.temperature)
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
+        if self.top_k is not None:
+            _require_positive_int("top_k", self.top_k)
+        if self.position_scheme is not None and self.position_scheme not in POSITION_SCHEMES:
+            raise ValueError(f"unknown position_scheme {self.position_scheme!r}; choose one of "
+                             f"{list(POSITION_SCHEMES)} (or None for the model type's own)")
+        from tfa_core.model.registry import list_available_models  # late import: the registry imports the models
+
+        if self.model_type not in list_available_models():
+            raise ValueError(
+                f"unknown model_type {self.model_type!r}; choose one of {list_available_models()}"
+            )
+        return self
+
+    # -- tokenizer ---------------------------------------------------------------------------
+    def update_from_tokenizer(self, tokenizer) -> "GPTConfigALiBi":
+        """Take ``vocab_size`` and the special token ids from a tokenizer (see ``create_tokenizer``)."""
+        for attr in ("vocab_size", "eos_token_id"):
+            if not hasattr(tokenizer, attr):
+                raise TypeError(
+                    f"tokenizer has no {attr!r}; pass a tokenizer made by tfa_core.create_tokenizer"
+                )
+        self.vocab_size = int(tokenizer.vocab_size)
+        self.eos_token_id = tokenizer.eos_token_id
+        self.pad_token_id = getattr(tokenizer, "pad_token_id", tokenizer.eos_token_id)
+        self.tokenizer_name = getattr(tokenizer, "name", None)
+        self.validate()
+        return self
+
+    # -- (de)serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GPTConfigALiBi":
+        """Rebuild a config from :meth:`to_dict`'s output; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; known fields are {sorted(known)}")
+        return cls(**values)
+
+    def copy(self, **changes) -> "GPTConfigALiBi":
+        """A validated copy with some fields changed: ``config.copy(n_layer=2)``."""
+        new = copy.deepcopy(self)
+        for name, value in changes.items():
+            if not hasattr(new, name):
+                raise ValueError(f"GPTConfigALiBi has no field {name!r}")
+            setattr(new, name, value)
+        return new.validate()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_positive_int(name: str, value) -> None:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+
+
+def _require_number(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+
+
+PRESETS: dict[str, dict] = {
+    # 4L-4H-256D: the tutorial's quick-start model, for GPT-2 BPE on one GPU
+    "small": dict(n_layer=4, n_head=4, n_embd=256, block_size=256, dropout=0.1,
+                  batch_size=32, learning_rate=6e-4),
+    # 8L-8H-512D
+    "medium": dict(n_layer=8, n_head=8, n_embd=512, block_size=512, dropout=0.1,
+                   batch_size=16, learning_rate=3e-4),
+    # 12L-12H-768D: GPT-2 small's shape
+    "large": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, dropout=0.1,
+                  batch_size=8, learning_rate=2.5e-4),
+    # 4L-4H-128D at 128 characters: trains in minutes on two CPU cores (nanoGPT's CPU recipe size).
+    # vocab_size comes from the character tokenizer: call update_from_tokenizer.
+    "character": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, vocab_size=None,
+                      batch_size=32, learning_rate=1e-3, weight_decay=0.1, num_epochs=1),
+}
+
+
+def list_presets() -> list[str]:
+    """Names accepted by :func:`load_alibi_config_preset`."""
+    return list(PRESETS)
+
+
+def load_alibi_config_preset(preset_name: str, **overrides) -> GPTConfigALiBi:
+    """A fresh config for a named preset (``small``, ``medium``, ``large``, ``character``).
+
+    Keyword arguments override preset fields: ``load_alibi_config_preset("small", n_layer=2)``.
+    """
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r}; known presets are {list_presets()}")
+    return GPTConfigALiBi(**{**PRESETS[preset_name], **overrides})
+
+
+def format_config(config: GPTConfigALiBi, **extra) -> str:
+    """The text that :func:`print_config_alibi` prints."""
+    from tfa_core.model.parameters import estimate_model_parameters
+
+    lines = ["GPTConfigALiBi"]
+    groups = {
+        "model": ["model_type", "n_layer", "n_head", "n_embd", "head_dim", "vocab_size", "bias", "dropout"],
+        "positions": ["position_scheme", "block_size", "max_position_embeddings", "alibi_max_bias"],
+        "channel mixing": ["use_v", "use_proj"],
+        "training": ["batch_size", "learning_rate", "weight_decay", "num_epochs"],
+        "generation": ["temperature", "top_k"],
+        "tokenizer": ["tokenizer_name", "eos_token_id", "pad_token_id"],
+    }
+    for title, names in groups.items():
+        lines.append(f"  {title}:")
+        lines.extend(f"    {name:<24} {getattr(config, name)}" for name in names)
+    if config.vocab_size is not None:
+        lines.append(f"  parameters:               {estimate_model_parameters(config):,}")
+    if extra:
+        lines.append("  run:")
+        lines.extend(f"    {key:<24} {value}" for key, value in extra.items())
+    return "\n".join(lines)
+
+
+def print_config_alibi(config: GPTConfigALiBi, **extra) -> None:
+    """Print the config grouped by purpose, its exact parameter count, and any ``extra`` run info
+    (``print_config_alibi(config, dataset_name="shakespeare")``)."""
+    print(format_config(config, **extra))

@@ -1,0 +1,49 @@
+"""The model registry: the names users type (``get_model("FactoredALiBi", config)``).
+
+Each name is an architecture and a way of encoding positions. The factored model comes with every
+scheme of the extrapolation study; the standard block with a learned table (``Vanilla``, GPT-2) and
+with ALiBi (``VanillaALiBi``), so that the study can tell the two ideas apart.
+"""
+
+from __future__ import annotations
+
+from tfa_core.model.baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
+from tfa_core.model.factored import FactoredTransformerModel, FactoredTransformerModelALiBi
+
+__all__ = ["MODEL_REGISTRY", "get_model", "list_available_models", "position_scheme_of"]
+
+# name -> (class, position scheme)
+MODEL_REGISTRY = {
+    "FactoredALiBi": (FactoredTransformerModelALiBi, "alibi"),
+    "Factored": (FactoredTransformerModel, "learned"),
+    "FactoredSinusoidal": (FactoredTransformerModelALiBi, "sinusoidal"),
+    "FactoredRotary": (FactoredTransformerModelALiBi, "rotary"),
+    "FactoredNoPE": (FactoredTransformerModelALiBi, "none"),
+    "Vanilla": (VanillaGPT, "learned"),
+    "VanillaALiBi": (VanillaGPTALiBi, "alibi"),
+    "SASP": (SASPTransformer, "learned"),
+}
+
+
+def list_available_models() -> list[str]:
+    """Names accepted by :func:`get_model`."""
+    return list(MODEL_REGISTRY)
+
+
+def position_scheme_of(model_type: str) -> str:
+    """How the model called ``model_type`` encodes positions (see ``tfa_core.model.positions``)."""
+    if model_type not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model {model_type!r}; available models are {list_available_models()}")
+    return MODEL_REGISTRY[model_type][1]
+
+
+def get_model(model_type: str, config):
+    """Build the model called ``model_type`` from ``config`` (a :class:`GPTConfigALiBi`).
+
+    The name decides the architecture and the position scheme: the config's ``model_type`` and
+    ``position_scheme`` are set to match, so that a saved config says what it built.
+    """
+    config.position_scheme = position_scheme_of(model_type)
+    config.model_type = model_type
+    model_class, _ = MODEL_REGISTRY[model_type]
+    return model_class(config)

@@ -1,0 +1,7 @@
+"""What the course needs beyond the model.
+
+- ``environment.py`` quick mode and the environment report every notebook prints
+- ``widgets.py``     the notebooks' interactive widgets
+- ``exercises/``     the exercises and ``check``
+- ``grading.py``     ``tfa grade``: an instructor grades a class's notebooks
+"""
