@@ -19,7 +19,7 @@ from machine import describe_machine
 
 CODE = """
 import json, sys
-import tfa_core.model.attention as attention
+import tfa_core.model.fast_attention as attention
 from tfa_core.experiments.comparison import measure_forward
 args = json.loads(sys.argv[1])
 if args.pop("dense"):

@@ -25,9 +25,9 @@ def factored_attention(h, xt, w_qk, n_head, bias):
     return y.transpose(1, 2).reshape(B, T, C)
 
 
-def factored_block(xt, xe, block):
+def factored_block(xt, xe, block, bias):
     """Attention writes xt, then the MLP writes xe; both read the sum of the streams."""
-    xt = xt + block.attn(block.ln_1(xt + xe), xt)
+    xt = xt + block.attn(block.ln_1(xt + xe), xt, bias)
     xe = xe + block.mlp(block.ln_2(xt + xe))
     return xt, xe
 

@@ -147,7 +147,7 @@ def test_the_attention_reference_is_the_models_first_layer():
     block = model.transformer.h[0]
     with torch.no_grad():
         h = block.ln_1(model.transformer.wte(ids))  # xe = 0 before the first block
-        probabilities = reference_attention_probabilities(h, block.attn.c_attn.weight, block.attn.alibi_slopes)
+        probabilities = reference_attention_probabilities(h, block.attn.c_attn.weight, model.alibi_slopes)
     assert torch.allclose(probabilities[0], attention_maps(model, ids)[0], atol=1e-6)
 
 

@@ -7,7 +7,7 @@ machine. Each compares the fast path with the plain one, so a wrong kernel canno
 import pytest
 import torch
 
-import tfa_core.model.flex as flex_module
+import tfa_core.model.fast_attention as flex_module
 from tfa_core import GPTConfigALiBi, Trainer, TrainingConfig, get_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-import tfa_core.model.attention as attention_module
+import tfa_core.model.fast_attention as attention_module
 import tfa_core.experiments.study as study_module
 from tfa_core import GPTConfigALiBi, get_model
 from tfa_core.cli import main

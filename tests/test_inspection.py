@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from tfa_core import GPTConfigALiBi, get_model
-from tfa_core.model.attention import channel_mix, merge_heads, split_heads
+from tfa_core.model.alibi import dense_bias
+from tfa_core.model.common import merge_heads, split_heads
+from tfa_core.model.factored import channel_mix
 from tfa_core.experiments.inspection import attention_maps, layer_attention, lens_logits, logit_lens, token_ranks
 
 
@@ -163,7 +165,7 @@ def test_with_equal_scores_the_map_is_alibi_alone():
         for block in model.transformer.h:
             block.attn.c_attn.weight.zero_()
     maps = attention_maps(model, IDS)
-    slopes = model.transformer.h[0].attn.alibi_slopes  # 2^-2, 2^-4, 2^-6, 2^-8
+    slopes = model.alibi_slopes  # 2^-2, 2^-4, 2^-6, 2^-8
     # the last query of 10 tokens: weights proportional to exp(-m * distance)
     distance = torch.arange(9, -1, -1).float()
     expected = torch.softmax(-slopes[:, None] * distance, dim=-1)
@@ -176,10 +178,10 @@ def test_layer_attention_of_one_layer_with_a_batch():
     model = model_of()
     attn = model.transformer.h[0].attn
     h = torch.randn(2, 5, 32)
-    probabilities = layer_attention(attn, h)
+    probabilities = layer_attention(attn, h, model.alibi_slopes)
     assert probabilities.shape == (2, 4, 5, 5)
     with torch.no_grad():
-        out = attn(h, h)  # values h, for the check
+        out = attn(h, h, dense_bias(model.alibi_slopes, 5))  # values h, for the check
     assert torch.allclose(merge_heads(probabilities @ split_heads(h, 4)), out, atol=1e-5)
 
 

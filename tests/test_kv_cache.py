@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-import tfa_core.model.attention as attention_module
+import torch.nn.functional as F
+
+import tfa_core.model.fast_attention as fast_attention
 from tfa_core import GPTConfigALiBi, KVCache, alibi_bias, generate_tokens, get_model, list_available_models
-from tfa_core.model.attention import attention_bias
+from tfa_core.model.alibi import dense_bias
 from tfa_core.model.common import CausalLanguageModel
 
 MODELS = list_available_models()
@@ -107,63 +109,63 @@ def test_one_new_query_gets_the_last_row_of_the_square_bias():
     assert row[0, 0].tolist() == [-1.0, -0.75, -0.5, -0.25, 0.0]  # newest key: bias 0
     assert row[3, 0].tolist() == [-0.015625, -0.01171875, -0.0078125, -0.00390625, 0.0]
     assert torch.equal(row, alibi_bias(slopes, 5)[:, -1:])
-    assert torch.equal(attention_bias(1, 5, slopes), row[None])  # (1, H, 1, 5): 4-D for the fused kernel
+    assert torch.equal(dense_bias(slopes, 1, 5), row[None])  # (1, H, 1, 5): 4-D for the fused kernel
 
 
-def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config, monkeypatch):
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config, monkeypatch, fast):
+    """With or without the speed room's decoding ramp, a cached step's bias is the square bias's
+    last row."""
     model = build("FactoredALiBi", config)
+    model.fast_attention = fast
     seen = []
-    real = attention_module.scaled_dot_product_attention
+    real = F.scaled_dot_product_attention
 
-    def recording(q, k, v, bias=None, dropout_p=0.0):
-        seen.append(bias)
-        return real(q, k, v, bias, dropout_p)
+    def recording(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
+        seen.append(attn_mask)
+        return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
 
-    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", recording)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
     with torch.no_grad():
         cache = model(prompt(length=11), use_cache=True)["past_key_values"]
         seen.clear()
         model(prompt(length=1, seed=3), past_key_values=cache)
     assert len(seen) == 2  # one per layer
-    slopes = model.transformer.h[0].attn.alibi_slopes
     for bias in seen:
         assert bias.shape == (1, 4, 1, 12)  # (1, H, t_q, t_k)
         bias = bias[0]
-        torch.testing.assert_close(bias, alibi_bias(slopes, 12)[:, -1:], atol=0, rtol=0)
+        torch.testing.assert_close(bias, alibi_bias(model.alibi_slopes, 12)[:, -1:], atol=0, rtol=0)
         assert bias[:, 0, -1].tolist() == [0.0, 0.0, 0.0, 0.0]
         assert bias[0, 0, 0].item() == -0.25 * 11
 
 
 @pytest.mark.parametrize("name", ["FactoredALiBi", "VanillaALiBi"])
 def test_decoding_steps_slice_one_ramp_and_build_no_bias(name, config, monkeypatch):
-    """Each one-token step's bias is a view of a ramp the cache keeps: built at the first step, for
-    every layer at once, and never again -- however long the decoding goes on."""
+    """Each one-token step's bias is a view of a ramp the cache keeps: built at the first step and
+    never again -- however long the decoding goes on."""
     model = build(name, config)
-    builds = []
-    real = attention_module.attention_bias
-
-    def recording(*args, shared=None, **kwargs):
-        bias = real(*args, shared=shared, **kwargs)
-        builds.append(shared.builds if shared is not None else None)
-        seen.append(bias)
-        return bias
-
+    built = []
+    real = fast_attention.alibi_bias
+    monkeypatch.setattr(fast_attention, "alibi_bias", lambda *a: built.append(a[1:]) or real(*a))
     seen = []
-    monkeypatch.setattr(attention_module, "attention_bias", recording)
+    real_sdpa = F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
+        seen.append(attn_mask)
+        return real_sdpa(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
     with torch.no_grad():
         cache = model(prompt(length=11), use_cache=True)["past_key_values"]
-        assert builds == [1, 1]  # the prompt's square bias, built by layer 0, shared by layer 1
-        builds.clear()
         for step in range(30):
             model(prompt(length=1, seed=step), past_key_values=cache)
-    assert builds == [1, 1] + [0, 0] * 29  # the ramp, built by step 0's first layer; then nothing
+    assert built == [(1, 256)]  # the ramp, once
     assert len(cache.alibi_ramps) == 1
-    (ramp,) = cache.alibi_ramps.values()
+    ((_, ramp),) = cache.alibi_ramps.values()
     assert ramp.shape == (1, 4, 1, 256)  # (1, H, 1, capacity)
     last = seen[-1]
     assert last.shape == (1, 4, 1, 41) and last.data_ptr() == ramp[..., 256 - 41:].data_ptr()  # a view
-    slopes = model.transformer.h[0].attn.alibi_slopes
-    assert torch.equal(last[0], alibi_bias(slopes, 41)[:, -1:])  # the square bias's last row, exactly
+    assert torch.equal(last[0], alibi_bias(model.alibi_slopes, 41)[:, -1:])  # the square bias's last row
 
 
 def test_decoding_builds_a_new_ramp_when_the_slopes_change(config):
@@ -171,13 +173,19 @@ def test_decoding_builds_a_new_ramp_when_the_slopes_change(config):
     with torch.no_grad():
         cache = model(prompt(length=4), use_cache=True)["past_key_values"]
         model(prompt(length=1), past_key_values=cache)
-        model.transformer.h[1].attn.alibi_slopes.mul_(0.5)
+        model.transformer.h[1].attn.alibi_slopes = model.alibi_slopes * 0.5  # layer 1's own
         cached = model(prompt(length=1, seed=5), past_key_values=cache)["logits"]
+        model.alibi_slopes.mul_(2.0)  # in place: the ramp must follow
+        again = model(prompt(length=1, seed=6), past_key_values=cache)["logits"]
     assert len(cache.alibi_ramps) == 2  # layer 1's new slopes got a ramp of their own
-    ids = torch.cat([prompt(length=4), prompt(length=1), prompt(length=1, seed=5)], dim=1)
-    with torch.no_grad():  # the cached keys and values come from layer 0, whose slopes did not change
-        full = model(ids)["logits"][:, -1:]
+    ids = torch.cat([prompt(length=4), prompt(length=1), prompt(length=1, seed=5), prompt(length=1, seed=6)], dim=1)
+    with torch.no_grad():  # the cached keys and values of layer 0 did not depend on the slopes change
+        model.alibi_slopes.mul_(0.5)
+        full = model(ids[:, :6])["logits"][:, -1:]
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+    held = {tuple(slopes.tolist()) for slopes, _ in cache.alibi_ramps.values()}
+    assert tuple((model.alibi_slopes * 2).tolist()) in held  # the in-place change was seen: a new ramp
+    assert torch.isfinite(again).all()
 
 
 # -- the comparison can fail ------------------------------------------------------------------------
@@ -186,12 +194,12 @@ def test_dropping_the_alibi_bias_in_cached_steps_breaks_the_comparison(config, m
     """The known bug class: a cached step without ALiBi. The comparison above must catch it."""
     model = build("FactoredALiBi", config)
     plain_ids, plain_logits = greedy(model, prompt(), 30, use_cache=False)
-    real = attention_module.attention_bias
+    real = CausalLanguageModel.attention_bias
 
-    def no_alibi_when_cached(t_q, t_k, slopes=None, *args, **kwargs):
-        return real(t_q, t_k, slopes if t_q == t_k else None, *args, **kwargs)
+    def no_alibi_when_cached(self, slopes, t_q, t_k, *args):
+        return real(self, slopes if t_q == t_k else None, t_q, t_k, *args)
 
-    monkeypatch.setattr(attention_module, "attention_bias", no_alibi_when_cached)
+    monkeypatch.setattr(CausalLanguageModel, "attention_bias", no_alibi_when_cached)
     broken_ids, broken_logits = greedy(model, prompt(), 30, use_cache=True)
     assert torch.equal(broken_logits[:, 0], plain_logits[:, 0])  # the prefill is still right
     assert (broken_logits - plain_logits).abs().max() > 1e-2
@@ -201,8 +209,8 @@ def test_positions_that_ignore_the_cache_break_the_comparison(config, monkeypatc
     """The other bug class: a learned-position model that restarts positions at 0 in cached steps."""
     model = build("Vanilla", config)
     plain_ids, plain_logits = greedy(model, prompt(), 8, use_cache=False)
-    monkeypatch.setattr(CausalLanguageModel, "positions",
-                        staticmethod(lambda input_ids, cache=None: torch.arange(input_ids.shape[1])))
+    real = CausalLanguageModel.embed
+    monkeypatch.setattr(CausalLanguageModel, "embed", lambda self, input_ids, start=0: real(self, input_ids, 0))
     broken_ids, broken_logits = greedy(model, prompt(), 8, use_cache=True)
     assert (broken_logits - plain_logits).abs().max() > 1e-2
 
@@ -254,14 +262,12 @@ def test_cache_misuse_gets_clear_errors(config):
         KVCache(0, 8)
 
 
-def test_the_fused_causal_path_refuses_fewer_queries_than_keys():
-    """PyTorch's is_causal puts the queries at the start of the keys: wrong for a cached step."""
-    from tfa_core.model.attention import scaled_dot_product_attention
-
-    q, kv = torch.randn(1, 2, 1, 4), torch.randn(1, 2, 6, 4)
-    with pytest.raises(ValueError, match="1 queries and 6 keys"):
-        scaled_dot_product_attention(q, kv, kv)
-    assert attention_bias(1, 6).tolist() == [[[[0.0] * 6]]]  # the explicit mask sees every key
+def test_a_cached_step_without_alibi_gets_an_explicit_mask_that_sees_every_key(config):
+    """PyTorch's is_causal puts the queries at the start of the keys: wrong for a cached step, so
+    the model hands the kernel an explicit mask."""
+    model = build("Vanilla", config)
+    assert model.attention_bias(None, 1, 6, None, torch.zeros(1)).tolist() == [[[[0.0] * 6]]]
+    assert model.attention_bias(None, 6, 6, None, torch.zeros(1)) is None  # square: is_causal
 
 
 # -- the buffers are allocated once ----------------------------------------------------------------

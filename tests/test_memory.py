@@ -83,7 +83,7 @@ def test_activation_estimate_follows_the_query_blocks(dropout, checkpointing, pr
     """Past QUERY_BLOCK the attention runs in query blocks (16 here: blocks of 16, 16 and 8 queries
     over 16, 32 and 40 keys): the layers share the blocks' biases, and each block saves its copies of
     the keys and values it reads. The estimate follows that, byte for byte."""
-    import tfa_core.model.attention as attention_module
+    import tfa_core.model.fast_attention as attention_module
 
     monkeypatch.setattr(attention_module, "QUERY_BLOCK", 16)
     config = tiny_config(dropout=dropout, use_v=mixes, use_proj=mixes)

@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tfa_core.model.attention as attention_module
-import tfa_core.model.shared_bias as shared_bias_module
+import tfa_core.model.fast_attention as fast_attention
 from tfa_core import (
     GPTConfigALiBi,
     alibi_slopes,
@@ -13,9 +12,9 @@ from tfa_core import (
     get_model,
     kronecker_lift,
     list_available_models,
-    reference_attention,
 )
-from tfa_core.model.attention import attention_bias, merge_heads, scaled_dot_product_attention, split_heads
+from tfa_core.model.alibi import dense_bias
+from tfa_core.model.common import merge_heads, split_heads
 
 MODELS = list_available_models()
 
@@ -27,6 +26,12 @@ def ids(config, batch=2, length=None, seed=0):
 
 # -- attention paths -------------------------------------------------------------------------
 
+def plain_attention(q, k, v, bias):
+    """softmax(q k^T / sqrt(d) + bias) v, written out."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    return torch.softmax(scores + bias, dim=-1) @ v
+
+
 @pytest.mark.parametrize("padded", [False, True])
 def test_sdpa_equals_plain_softmax_attention_with_alibi(padded):
     B, H, T, d = 2, 6, 12, 8
@@ -35,18 +40,32 @@ def test_sdpa_equals_plain_softmax_attention_with_alibi(padded):
     if padded:
         mask = torch.ones(B, T)
         mask[0, :4] = 0
-    bias = attention_bias(T, T, alibi_slopes(H), mask)
-    fast = scaled_dot_product_attention(q, k, v, bias)
-    plain = reference_attention(q, k, v, bias)
-    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
-    # and written out by hand, without any helper
-    scores = q @ k.transpose(-1, -2) / math.sqrt(d) + bias
-    torch.testing.assert_close(fast, torch.softmax(scores, -1) @ v, atol=1e-5, rtol=0)
+    bias = dense_bias(alibi_slopes(H), T, T, mask)
+    fast = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    torch.testing.assert_close(fast, plain_attention(q, k, v, bias), atol=1e-5, rtol=0)
 
 
-def test_fused_causal_path_equals_plain():
-    q, k, v = (torch.randn(2, 4, 9, 8) for _ in range(3))
-    torch.testing.assert_close(scaled_dot_product_attention(q, k, v), reference_attention(q, k, v), atol=1e-5, rtol=0)
+def test_the_written_out_branch_equals_the_fused_kernel_in_every_factored_model(tiny_config):
+    """keep_weights sends each layer down the formula written out (and keeps its probabilities):
+    the same logits as the fused kernel, padded or not, with a cache or not."""
+    config = tiny_config.copy(use_v=True, use_proj=True)
+    for name in ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE"]:
+        model = get_model(name, config).eval()
+        x = ids(config)
+        mask = torch.ones_like(x)
+        mask[1, :5] = 0
+        fused = model(x, attention_mask=mask)["logits"]
+        fused_cached = model(x[:, :9], use_cache=True)
+        fused_step = model(x[:, 9:10], past_key_values=fused_cached["past_key_values"])["logits"]
+        for block in model.transformer.h:
+            block.attn.keep_weights = True
+        torch.testing.assert_close(model(x, attention_mask=mask)["logits"], fused, atol=1e-5, rtol=0)
+        weights = model.transformer.h[0].attn.weights
+        assert weights.shape == (2, 4, 16, 16)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 16))
+        cached = model(x[:, :9], use_cache=True)
+        step = model(x[:, 9:10], past_key_values=cached["past_key_values"])["logits"]
+        torch.testing.assert_close(step, fused_step, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -56,85 +75,13 @@ def test_model_logits_equal_with_the_plain_attention(name, tiny_config, monkeypa
     x = ids(config)
     fast = model(x)["logits"]
 
-    def plain(q, k, v, bias=None, dropout_p=0.0):
-        return reference_attention(q, k, v, bias)
+    def plain(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
+        if attn_mask is None:
+            attn_mask = dense_bias(None, q.shape[-2], k.shape[-2])
+        return plain_attention(q, k, v, attn_mask)
 
-    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", plain)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", plain)
     torch.testing.assert_close(model(x)["logits"], fast, atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("name", ["FactoredALiBi", "VanillaALiBi", "FactoredRotary", "SASP"])
-def test_query_blocks_equal_the_dense_path(name, monkeypatch):
-    """Long inputs go through attention in query blocks; the numbers must not change."""
-    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=96, vocab_size=50, dropout=0.0)
-    model = get_model(name, config).eval()
-    x = ids(config, length=96)
-    mask = torch.ones(2, 96)
-    mask[1, :7] = 0
-    dense = model(x, attention_mask=mask)["logits"]
-    monkeypatch.setattr(attention_module, "QUERY_BLOCK", 20)
-    torch.testing.assert_close(model(x, attention_mask=mask)["logits"], dense, atol=1e-5, rtol=0)
-
-
-def test_each_query_block_sees_only_the_keys_it_needs(monkeypatch):
-    shapes = []
-    original = attention_module.scaled_dot_product_attention
-
-    def spy(q, k, v, bias=None, dropout_p=0.0):
-        shapes.append((q.shape[2], k.shape[2], tuple(bias.shape)))
-        return original(q, k, v, bias, dropout_p)
-
-    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
-    q, k, v = (torch.randn(1, 2, 50, 4) for _ in range(3))
-    attention_module.causal_attention(q, k, v, alibi_slopes(2), query_block=20)
-    assert shapes == [(20, 20, (1, 2, 20, 20)), (20, 40, (1, 2, 20, 40)), (10, 50, (1, 2, 10, 50))]
-
-
-def test_only_biased_attention_goes_in_query_blocks(monkeypatch):
-    """600 queries with ALiBi: blocks of QUERY_BLOCK = 256, with and without gradients, the same
-    numbers as one call; a plain square causal mask (Vanilla, rotary, no positions) stays one fused
-    is_causal call at any length, with no bias at all."""
-    calls = []
-    original = attention_module.scaled_dot_product_attention
-
-    def spy(q, k, v, bias=None, dropout_p=0.0):
-        calls.append(None if bias is None else tuple(bias.shape[-2:]))
-        return original(q, k, v, bias, dropout_p)
-
-    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
-    q, k, v = (torch.randn(1, 2, 600, 4, requires_grad=True) for _ in range(3))
-    blocks = [(256, 256), (256, 512), (88, 600)]
-    trained = attention_module.causal_attention(q, k, v, alibi_slopes(2))
-    with torch.no_grad():
-        evaluated = attention_module.causal_attention(q, k, v, alibi_slopes(2))
-        whole = attention_module.causal_attention(q, k, v, alibi_slopes(2), query_block=600)
-        attention_module.causal_attention(q, k, v)  # no slopes, no padding
-    assert calls == blocks + blocks + [(600, 600), None]
-    torch.testing.assert_close(trained.detach(), whole, atol=1e-5, rtol=0)
-    torch.testing.assert_close(evaluated, whole, atol=1e-5, rtol=0)
-
-
-def test_long_inputs_get_shorter_blocks_so_that_a_block_bias_stays_bounded(monkeypatch):
-    rows = attention_module.query_block_rows
-    assert rows(4096, 4, 4, 1024) == 1024  # 4 heads x 1024 x 4096 x 4 bytes = 64 MiB: fits
-    assert rows(16384, 4, 4, 1024) == 256  # 16k keys: a quarter of the rows for the same 64 MiB
-    assert rows(16384, 12, 2, 1024) == 170  # 12 heads in bf16
-    assert rows(10**7, 16, 4, 1024) == 64  # never fewer than 64 rows
-    assert rows(10**7, 16, 4, 20) == 20  # nor more than asked for
-    shapes = []
-    original = attention_module.scaled_dot_product_attention
-
-    def spy(q, k, v, bias=None, dropout_p=0.0):
-        shapes.append(tuple(bias.shape))
-        return original(q, k, v, bias, dropout_p)
-
-    monkeypatch.setattr(attention_module, "scaled_dot_product_attention", spy)
-    monkeypatch.setattr(attention_module, "BLOCK_BIAS_BYTES", 2 * 200 * 4 * 70)  # 70 rows of 200 keys
-    q, k, v = (torch.randn(1, 2, 200, 4) for _ in range(3))
-    blocks = attention_module.causal_attention(q, k, v, alibi_slopes(2), query_block=100)
-    assert shapes == [(1, 2, 70, 70), (1, 2, 70, 140), (1, 2, 60, 200)]
-    dense = reference_attention(q, k, v, attention_bias(200, 200, alibi_slopes(2)))
-    torch.testing.assert_close(blocks, dense, atol=1e-5, rtol=0)
 
 
 # -- channel mixing --------------------------------------------------------------------------
@@ -202,11 +149,12 @@ def test_block_matches_the_two_stream_equations(tiny_config):
         block.attn.v_mix.copy_(torch.randn(4, 4))
         block.attn.proj_mix.copy_(torch.randn(4, 4))
     xt, xe = torch.randn(2, 10, 32), torch.randn(2, 10, 32)
-    new_xt, new_xe = block(xt, xe)
+    bias = dense_bias(model.alibi_slopes, 10)
+    new_xt, new_xe = block(xt, xe, bias)
     h = block.ln_1(xt + xe)
     q, k = (split_heads(t, 4) for t in block.attn.c_attn(h).split(32, dim=2))
     v = split_heads(xt @ kronecker_lift(block.attn.v_mix, 8).T, 4)
-    y = reference_attention(q, k, v, attention_bias(10, 10, block.attn.alibi_slopes))
+    y = plain_attention(q, k, v, bias)
     expected_xt = xt + merge_heads(y) @ kronecker_lift(block.attn.proj_mix, 8).T
     expected_xe = xe + block.mlp(block.ln_2(expected_xt + xe))
     torch.testing.assert_close(new_xt, expected_xt, atol=1e-5, rtol=1e-5)
@@ -288,16 +236,46 @@ def test_causality(name, tiny_config):
 
 def test_custom_slopes_are_used(tiny_config):
     model = get_model("FactoredALiBi", tiny_config).eval()
-    attn = model.transformer.h[0].attn
-    assert torch.equal(attn.alibi_slopes, torch.tensor([0.25, 0.0625, 0.015625, 0.00390625]))
+    assert torch.equal(model.alibi_slopes, torch.tensor([0.25, 0.0625, 0.015625, 0.00390625]))
     x = ids(tiny_config, batch=1)
     before = model(x)["logits"]
     # very steep slopes: each query sees only its own key, so attention returns xt itself
-    attn.alibi_slopes.data = torch.full((4,), 1e4)
-    xt0, xt1 = (s[0] for s in model(x, return_streams=True)["streams"][:2])
+    model.alibi_slopes.fill_(1e4)
+    xt0, xt1, xt2 = (s[0] for s in model(x, return_streams=True)["streams"][:3])
     torch.testing.assert_close(xt1, 2 * xt0, atol=1e-6, rtol=0)
+    torch.testing.assert_close(xt2, 4 * xt0, atol=1e-5, rtol=0)  # every layer uses the model's slopes
     assert not torch.allclose(model(x)["logits"], before)
-    assert "transformer.h.0.attn.alibi_slopes" in model.state_dict()  # saved with the weights
+    assert "alibi_slopes" in model.state_dict()  # saved with the weights
+
+
+def test_one_layer_can_have_slopes_of_its_own(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config).eval()
+    x = ids(tiny_config, batch=1)
+    before = model(x)["logits"]
+    model.transformer.h[1].attn.alibi_slopes = torch.full((4,), 1e4)  # layer 1 only
+    xt0, xt1, xt2 = (s[0] for s in model(x, return_streams=True)["streams"][:3])
+    assert not torch.allclose(xt1, 2 * xt0, atol=1e-3)  # layer 0 keeps the model's slopes
+    torch.testing.assert_close(xt2, 2 * xt1, atol=1e-5, rtol=0)  # layer 1 sees only its own key
+    state = model.state_dict()
+    assert "transformer.h.1.attn.alibi_slopes" in state and "transformer.h.0.attn.alibi_slopes" not in state
+    fresh = get_model("FactoredALiBi", tiny_config).eval()
+    fresh.load_state_dict(state)  # the override is given a buffer and loaded
+    torch.testing.assert_close(fresh(x)["logits"], model(x)["logits"], atol=0, rtol=0)
+    assert not torch.allclose(fresh(x)["logits"], before)
+
+
+def test_a_checkpoint_with_one_slopes_buffer_per_layer_still_loads(tiny_config):
+    """Before the model-level buffer every layer saved its own copy of the slopes."""
+    model = get_model("FactoredALiBi", tiny_config).eval()
+    old = {k: v for k, v in model.state_dict().items() if k != "alibi_slopes"}
+    for i in range(tiny_config.n_layer):
+        old[f"transformer.h.{i}.attn.alibi_slopes"] = model.alibi_slopes.clone()
+    old["transformer.h.1.attn.alibi_slopes"] = model.alibi_slopes * 2  # one layer had been changed
+    fresh = get_model("FactoredALiBi", tiny_config).eval()
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.alibi_slopes, model.alibi_slopes)
+    assert fresh.transformer.h[0].attn.alibi_slopes is None
+    assert torch.equal(fresh.transformer.h[1].attn.alibi_slopes, model.alibi_slopes * 2)
 
 
 def test_left_padding_leaves_alibi_logits_unchanged(tiny_config):
@@ -426,88 +404,28 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_config):
 
 
 def test_the_alibi_bias_is_built_once_per_forward_and_shared_by_the_layers(tiny_config, monkeypatch):
+    import tfa_core.model.alibi as alibi_module
+
     calls = []
-    real = shared_bias_module.alibi_bias
-    monkeypatch.setattr(shared_bias_module, "alibi_bias", lambda *a: calls.append(a[1:]) or real(*a))
+    real = alibi_module.alibi_bias
+    monkeypatch.setattr(alibi_module, "alibi_bias", lambda *a: calls.append(a[1:]) or real(*a))
     model = get_model("FactoredALiBi", tiny_config.copy(n_layer=4)).eval()
     x = ids(tiny_config)
     first = model(x)["logits"]
     assert calls == [(16, 16)]  # one bias for four layers
     model(x)
     assert calls == [(16, 16)] * 2  # and one for the next forward pass: nothing outlives a pass
-    with torch.no_grad():
-        model.transformer.h[2].attn.alibi_slopes[:] = torch.tensor([1.0, 0.5, 0.25, 0.125])  # in place
+    model.transformer.h[2].attn.alibi_slopes = torch.tensor([1.0, 0.5, 0.25, 0.125])
     changed = model(x)["logits"]
-    assert len(calls) == 4  # layer 2's own slopes, and the shared ones for layers 0, 1 and 3
+    assert len(calls) == 4  # the model's slopes, and layer 2's own
     assert not torch.allclose(changed, first)
-    model.transformer.h[2].attn.alibi_slopes = model.transformer.h[0].attn.alibi_slopes.clone()
-    torch.testing.assert_close(model(x)["logits"], first, atol=0, rtol=0)  # a new buffer, read again
-    assert len(calls) == 5
+    model.transformer.h[2].attn.alibi_slopes = None
+    torch.testing.assert_close(model(x)["logits"], first, atol=0, rtol=0)
 
 
-def test_query_block_biases_are_shared_in_training_and_dropped_in_inference(tiny_config, monkeypatch):
-    """Autograd keeps every block's bias for the backward pass, so in training the layers share them;
-    without gradients each layer builds a block's bias when it needs it, so that no more than one
-    block's bias is alive at a time."""
-    calls = []
-    real = attention_module.alibi_bias
-    for module in (attention_module, shared_bias_module):  # built alone, or through SharedBiases
-        monkeypatch.setattr(module, "alibi_bias", lambda *a: calls.append(a[1:]) or real(*a))
-    monkeypatch.setattr(attention_module, "QUERY_BLOCK", 6)
-    model = get_model("FactoredALiBi", tiny_config.copy(n_layer=3))
-    x = ids(tiny_config)  # 16 tokens: blocks of 6, 6 and 4 queries over 6, 12 and 16 keys
-    model(x, labels=x)["loss"].backward()
-    assert calls == [(6, 6), (6, 12), (4, 16)]  # once, for all three layers
-    calls.clear()
-    with torch.no_grad():
-        model(x)
-    assert calls == [(6, 6), (6, 12), (4, 16)] * 3  # per layer, each dropped after its block
-
-
-def test_reading_the_slopes_happens_only_after_they_change(tiny_config, monkeypatch):
-    """Slope values are compared to share a bias; reading them (a device sync on a GPU) happens
-    once per buffer and again only after an in-place write moves the buffer's version."""
-    model = get_model("FactoredALiBi", tiny_config.copy(n_layer=3)).eval()
-    reads = []
-    real = shared_bias_module.SlopeSignatures.of
-
-    def counting(self, slopes):
-        before = self._seen.get(id(slopes))
-        signature = real(self, slopes)
-        if before is not self._seen[id(slopes)]:
-            reads.append(id(slopes))
-        return signature
-
-    monkeypatch.setattr(shared_bias_module.SlopeSignatures, "of", counting)
+def test_learned_slopes_get_gradients(tiny_config):
+    model = get_model("FactoredALiBi", tiny_config)
+    model.alibi_slopes = torch.nn.Parameter(model.alibi_slopes.clone())
     x = ids(tiny_config)
-    model(x)
-    model(x)
-    assert len(reads) == 3  # each layer's buffer read once, in the first pass only
-    model.transformer.h[1].attn.alibi_slopes.mul_(2.0)
-    model(x)
-    assert reads[3:] == [id(model.transformer.h[1].attn.alibi_slopes)]
-
-
-def test_learned_slopes_are_never_shared_or_kept(tiny_config):
-    model = get_model("FactoredALiBi", tiny_config).eval()
-    slopes = torch.nn.Parameter(model.transformer.h[0].attn.alibi_slopes.clone())
-    shared = model.shared_biases()
-    a, b = shared.alibi(slopes, 5, 5, torch.float32), shared.alibi(slopes, 5, 5, torch.float32)
-    assert a is not b and shared.builds == 0
-    a[torch.isfinite(a)].sum().backward()
-    assert slopes.grad.abs().sum() > 0  # the bias still carries gradients to the slopes
-
-
-def test_a_model_built_under_inference_mode_still_shares_and_follows_its_slopes(tiny_config):
-    """Buffers made under ``torch.inference_mode()`` have no version counter to watch."""
-    with torch.inference_mode():
-        model = get_model("FactoredALiBi", tiny_config.copy(n_layer=3)).eval()
-        x = ids(tiny_config)
-        shared = model.shared_biases()
-        first = model(x)["logits"]
-        for block in model.transformer.h:
-            assert shared.alibi(block.attn.alibi_slopes, 16, 16, torch.float32) is shared.alibi(
-                model.transformer.h[0].attn.alibi_slopes, 16, 16, torch.float32)
-        model.transformer.h[1].attn.alibi_slopes.mul_(4.0)  # in place, no version counter moves
-        changed = model(x)["logits"]
-    assert not torch.allclose(changed, first)
+    model(x, labels=x)["loss"].backward()
+    assert model.alibi_slopes.grad.abs().sum() > 0

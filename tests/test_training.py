@@ -124,7 +124,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tokenizer, tokens, 
 
 def test_checkpoint_round_trip_and_refusals(tokenizer, tmp_path):
     model = small_model(tokenizer, use_v=True)
-    model.transformer.h[1].attn.alibi_slopes.data = torch.tensor([1.0, 0.5, 0.25, 0.125])
+    model.transformer.h[1].attn.alibi_slopes = torch.tensor([1.0, 0.5, 0.25, 0.125])  # its own
     optimizer = configure_optimizer(model, TrainingConfig())
     x = torch.randint(0, tokenizer.vocab_size, (2, 16))
     model(x, labels=x)["loss"].backward()

@@ -9,7 +9,7 @@ The names here are the ones the course and the original tutorial use::
 """
 
 from tfa_core.model.alibi import alibi_bias, alibi_slopes, causal_mask
-from tfa_core.model.attention import channel_mix, kronecker_lift, reference_attention
+from tfa_core.model.factored import channel_mix, kronecker_lift
 from tfa_core.model.baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
 from tfa_core.training.checkpoint import load_checkpoint, save_checkpoint
 from tfa_core.experiments.comparison import run_comprehensive_comparison
@@ -33,7 +33,7 @@ from tfa_core.data.corpus import (
 from tfa_core.decoding.generate import generate_tokens, stream_generate
 from tfa_core.model.kv_cache import KVCache
 from tfa_core.model.common import CausalLanguageModel, causal_lm_loss
-from tfa_core.model.factored import FactoredTransformerModel, FactoredTransformerModelALiBi
+from tfa_core.model.factored import FactoredTransformer, FactoredTransformerModel, FactoredTransformerModelALiBi
 from tfa_core.experiments.evaluation import evaluate_length, evaluate_lengths, test_length_extrapolation
 from tfa_core.model.parameters import estimate_model_parameters, parameter_breakdown
 from tfa_core.training.live_plot import LiveLossPlot

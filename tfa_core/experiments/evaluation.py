@@ -9,7 +9,7 @@ Two ways to cut a long text into windows of ``L`` tokens (the ALiBi paper, secti
   window scores all of them), so every scored token has at least ``L - S`` tokens of context.
 
 ``loss_by_position`` (the mean loss at each position inside the window) shows where the difference
-comes from. Long windows go through ``causal_attention``'s query blocks, so 16k tokens fit in memory.
+comes from. Long windows go through the model's query blocks (``fast_attention.py``), so 16k tokens fit in memory.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ last one. It asks "which tokens does this vector look like?". In the token-facto
 made of token embeddings, so its lens should keep naming the input tokens; ``xe`` holds what the MLPs
 computed. At the last point the lens of ``xt + xe`` *is* the model's output.
 
-**Attention maps.** :func:`attention_maps` recomputes every layer's attention probabilities from the
-model's own weights (queries and keys from ``ln_1(xt + xe)``, the ALiBi bias and causal mask), without
-touching ``model.py``: the fused attention kernel never materialises them. Multiplied with the values
-(head-blocks of ``xt``, channel-mixed) they give exactly what the model's attention adds to ``xt``.
+**Attention maps.** The fused attention kernel never materialises the probabilities, so
+:func:`attention_maps` switches every layer to its written-out branch (``attn.keep_weights``) for one
+forward pass and reads what each layer kept: the model's own probabilities, whatever its bias.
+Multiplied with the values (head-blocks of ``xt``, channel-mixed) they give exactly what the model's
+attention adds to ``xt``. :func:`layer_attention` computes one layer's from its weights and given
+slopes, the way the course builds it by hand.
 
 Shapes: ``L`` layers, ``B`` batch, ``T`` length, ``H`` heads, ``d`` head size, ``C = H d``, ``V``
 vocabulary.
@@ -23,15 +25,12 @@ import math
 import torch
 import torch.nn as nn
 
-from tfa_core.model.alibi import alibi_bias, causal_mask
-from tfa_core.model.attention import split_heads
+from tfa_core.model.alibi import dense_bias
+from tfa_core.model.common import split_heads
 from tfa_core.model.factored import FactoredCausalSelfAttention, FactoredTransformerModelALiBi
 from tfa_core.model.positions import apply_rotary, rotary_angles
 
 __all__ = ["lens_logits", "logit_lens", "token_ranks", "layer_attention", "attention_maps"]
-
-FACTORED_STREAMS = ("xt", "xe", "xt+xe")
-
 
 def lens_logits(stream: torch.Tensor, ln_f: nn.Module, wte: torch.Tensor) -> torch.Tensor:
     """Read a stream as tokens the way the model reads its final state: ``ln_f(stream) @ wte^T``.
@@ -121,14 +120,14 @@ def token_ranks(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     return (logits > own).sum(dim=-1)
 
 
-def layer_attention(attn: FactoredCausalSelfAttention, h: torch.Tensor,
+def layer_attention(attn: FactoredCausalSelfAttention, h: torch.Tensor, slopes: torch.Tensor | None = None,
                     positions: torch.Tensor | None = None) -> torch.Tensor:
-    """One factored attention layer's probabilities, from its own weights.
+    """One factored attention layer's probabilities, from its weights.
 
     ``attn``: a layer (``model.transformer.h[l].attn``); ``h``: its input ``ln_1(xt + xe)``,
-    ``(B, T, C)``; ``positions``: ``(T,)`` absolute positions (only rotary layers use them; default
-    ``0 .. T-1``). Returns ``(B, H, T, T)``: ``softmax(q k^T / sqrt(d) + bias)`` with the layer's
-    ALiBi bias and the causal mask (just the mask for layers without slopes); each row sums to 1.
+    ``(B, T, C)``; ``slopes``: the ALiBi slopes (``(H,)``; ``None``: just the causal mask);
+    ``positions``: ``(T,)`` absolute positions (only rotary layers use them; default ``0 .. T-1``).
+    Returns ``(B, H, T, T)``: ``softmax(q k^T / sqrt(d) + bias)``; each row sums to 1.
     """
     if not isinstance(attn, FactoredCausalSelfAttention):
         raise TypeError(f"attn must be a factored attention layer (model.transformer.h[l].attn), "
@@ -141,10 +140,7 @@ def layer_attention(attn: FactoredCausalSelfAttention, h: torch.Tensor,
         cos, sin = rotary_angles(positions, q.shape[-1])
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
     scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])  # (B, H, T, T)
-    if attn.alibi_slopes is not None:
-        bias = alibi_bias(attn.alibi_slopes.float(), T)  # (H, T, T), -inf after the query
-    else:
-        bias = torch.zeros(T, T, device=h.device).masked_fill(~causal_mask(T, device=h.device), float("-inf"))
+    bias = dense_bias(None if slopes is None else slopes.float(), T, device=h.device)  # (1, H or 1, T, T)
     return torch.softmax(scores + bias, dim=-1)
 
 
@@ -154,8 +150,9 @@ def attention_maps(model, input_ids: torch.Tensor) -> torch.Tensor:
 
     ``model``: a token-factored model (``FactoredALiBi``, or the factored model with another position
     scheme); ``input_ids``: ``(T,)`` or ``(1, T)``. Entry ``[l, h, i, j]`` is how much query ``i`` of
-    head ``h`` in block ``l`` takes from key ``j`` (0 for ``j > i``). Computed from the model's weights
-    and its own streams, so ``maps[l] @ values`` is what block ``l``'s attention adds to ``xt``.
+    head ``h`` in block ``l`` takes from key ``j`` (0 for ``j > i``). Read from the model's own
+    attention (each layer's written-out branch for this one pass), so ``maps[l] @ values`` is what
+    block ``l``'s attention adds to ``xt``, whatever bias or slopes the layers use.
     """
     if not isinstance(model, FactoredTransformerModelALiBi):
         raise TypeError(f"attention_maps needs a token-factored model (get_model('FactoredALiBi', config)), "
@@ -164,13 +161,17 @@ def attention_maps(model, input_ids: torch.Tensor) -> torch.Tensor:
     if ids.shape[0] != 1:
         raise ValueError(f"attention_maps reads one sequence, got a batch of {ids.shape[0]}; "
                          "pass input_ids[i] for the sequence you want")
-    was_training = model.training
+    was_training, was_fast = model.training, model.fast_attention
+    layers = [block.attn for block in model.transformer.h]
     model.eval()
+    model.fast_attention = False  # every length through the written-out branch
     try:
-        streams = model(ids, return_streams=True)["streams"]
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        maps = [layer_attention(block.attn, block.ln_1(xt + xe), positions)[0]
-                for block, (xt, xe) in zip(model.transformer.h, streams)]
-        return torch.stack(maps).cpu()  # (n_layer, H, T, T)
+        for attn in layers:
+            attn.keep_weights = True
+        model(ids)
+        return torch.stack([attn.weights[0].float() for attn in layers]).cpu()  # (n_layer, H, T, T)
     finally:
+        for attn in layers:
+            attn.keep_weights, attn.weights = False, None
         model.train(was_training)
+        model.fast_attention = was_fast

@@ -20,7 +20,7 @@ in eager mode (``tests/test_memory.py`` checks it on a CPU against :func:`saved_
 its assumptions:
 
 - eager PyTorch: ``torch.compile`` may save less, recomputing cheap operations such as GELU;
-- the attention kernel of ``tfa_core.model.attention.causal_attention`` (see :func:`attention_kernel`):
+- the attention kernel the model runs (see :func:`attention_kernel`):
   a fused kernel saves ``q``, ``k``, ``v``, its output and one log-sum-exp per query and head, never
   the ``T x T`` weights; PyTorch's CPU kernel cannot drop out attention weights, so with dropout on
   a CPU the "math" path stores three ``B x H x T x T`` tensors;
@@ -28,7 +28,7 @@ its assumptions:
   dtype on a CPU;
 - FlexAttention (CUDA without dropout) saves what a fused kernel saves, without the bias: under
   autocast, torch 2.13 casts its ``q``, ``k`` and ``v`` to bf16 before it runs;
-- past ``tfa_core.model.attention.QUERY_BLOCK`` tokens, the query blocks that ``causal_attention`` uses
+- past ``tfa_core.model.fast_attention.QUERY_BLOCK`` tokens, the query blocks of the speed room
   (:func:`attention_blocks`): the blocks' biases (shared by the layers) and what each block copies
   or casts;
 - on CUDA (FlexAttention, and every figure on a GPU) the count is not yet checked against
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tfa_core.model import attention as attention_paths
+from tfa_core.model import fast_attention as attention_paths
 from tfa_core.model.parameters import estimate_model_parameters
 
 __all__ = [
@@ -120,7 +120,7 @@ def _check(config, batch_size, block_size, precision, device) -> tuple[int, int]
 
 
 def attention_kernel(config, device: str) -> str:
-    """Which attention ``causal_attention`` runs while training: ``"flex"`` (CUDA, no dropout),
+    """Which attention the model runs while training: ``"flex"`` (CUDA, no dropout),
     ``"fused"`` (a fused SDPA kernel with the dense ``(1, H, T, T)`` bias: CUDA with dropout, or a
     CPU without), or ``"math"`` (a CPU with dropout: PyTorch's fallback that stores the weights)."""
     if device == "cuda":
@@ -129,7 +129,7 @@ def attention_kernel(config, device: str) -> str:
 
 
 def attention_blocks(T: int, n_head: int, itemsize: int) -> tuple[int, int]:
-    """How ``tfa_core.model.attention`` splits the queries of one training sequence with ALiBi: the
+    """How ``tfa_core.model.fast_attention`` splits the queries of one training sequence with ALiBi: the
     ``(query, key)`` scores one head computes (its bias holds one element each) and the keys its
     blocks read together (each block reads the keys up to its last query); ``T²`` and ``T`` for one
     fused call."""
@@ -201,13 +201,17 @@ def _activations(config, batch_size, block_size, precision, checkpointing, devic
     else:  # fused and flex: q and k (one tensor), v (xt, cast), the output, a log-sum-exp per query
         attention = 4 * N * C * c + N * H * FP32
     bias = H * scores * c if kernel == "fused" else 0  # shared by every layer, in one call or in blocks
+    # with checkpointing the one dense bias of a CPU forward pass is every block's saved input (whatever
+    # the kernel); the speed room's biases (query blocks, and every biased input on CUDA) are not
+    dense = device != "cuda" and not attention_paths.uses_query_blocks(T, T, True)
+    checkpointed_bias = H * scores * c if dense else 0
     block = (2 * N * C * FP32 + 4 * N * FP32 + 2 * N * C * c + attention + 8 * N * C * c
              + mixes * N * C * c + 2 * mask_bytes(c))
     block_weights = 2 * (10 * C * C + mixes * H * H) if bf16 else 0
     parts = {
         "blocks": L * (2 * N * C * FP32 if checkpointing else block),
-        "attention bias": 0 if checkpointing else bias,
-        "embedding": INT64 * N + mask_bytes(FP32) + (INT64 * T if checkpointing else 0),
+        "attention bias": checkpointed_bias if checkpointing else bias,
+        "embedding": INT64 * N + mask_bytes(FP32),
         "output and loss": N * C * FP32 + 2 * N * FP32 + N * C * c + B * (T - 1) * (V * FP32 + INT64) + FP32,
         "bf16 weight copies": (2 * V * C if bf16 else 0) + (0 if checkpointing else L * block_weights),
     }

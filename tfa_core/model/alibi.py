@@ -12,7 +12,9 @@ import math
 
 import torch
 
-__all__ = ["alibi_slopes", "alibi_bias", "causal_mask", "DEFAULT_MAX_BIAS"]
+from tfa_core.model.checks import require_positive_int
+
+__all__ = ["alibi_slopes", "alibi_bias", "dense_bias", "causal_mask", "DEFAULT_MAX_BIAS"]
 
 DEFAULT_MAX_BIAS = 8.0
 """The paper's choice: the slopes form a geometric sequence from ``2^(-8/n)`` down to ``2^-8``."""
@@ -39,10 +41,7 @@ def alibi_slopes(n_head: int, max_bias: float = DEFAULT_MAX_BIAS) -> torch.Tenso
     Returns:
         float32 tensor of shape ``(n_head,)``.
     """
-    if isinstance(n_head, bool) or not isinstance(n_head, int):
-        raise TypeError(f"n_head must be an int, got {type(n_head).__name__}")
-    if n_head < 1:
-        raise ValueError(f"n_head must be at least 1, got {n_head}")
+    require_positive_int("n_head", n_head)
     if not max_bias > 0:
         raise ValueError(f"max_bias must be positive (the paper uses 8), got {max_bias}")
     p = 2 ** int(math.floor(math.log2(n_head)))
@@ -91,3 +90,27 @@ def alibi_bias(slopes: torch.Tensor, t_q: int, t_k: int | None = None) -> torch.
     distance = (q_pos - k_pos).to(slopes.dtype)  # (t_q, t_k): 0 on the diagonal, < 0 after the query
     bias = -slopes[:, None, None] * distance  # (H, t_q, t_k)
     return bias.masked_fill_(distance < 0, float("-inf"))
+
+
+def dense_bias(slopes: torch.Tensor | None, t_q: int, t_k: int | None = None, attention_mask=None,
+               dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """The whole additive bias one attention call adds to ``q k^T / sqrt(d)``, as a 4-D tensor.
+
+    Causal always; plus ALiBi when ``slopes`` is given (``(1, H, t_q, t_k)``, else ``(1, 1, t_q,
+    t_k)``); plus ``-inf`` on padded keys when ``attention_mask`` (``(B, t_k)``, True or 1 = a real
+    token) is given (``(B, H, t_q, t_k)``). A query always sees its own key, so a padded query still
+    has one finite score and never produces NaN. It is 4-D because PyTorch's CPU flash kernel takes a
+    4-D mask, while a 3-D one sends attention down the slow "math" path.
+    """
+    t_k = t_q if t_k is None else t_k
+    if slopes is not None:
+        bias = alibi_bias(slopes.to(dtype=dtype), t_q, t_k)[None]  # (1, H, t_q, t_k)
+        device = bias.device
+    else:
+        bias = torch.zeros(t_q, t_k, dtype=dtype, device=device)
+        bias = bias.masked_fill(~causal_mask(t_q, t_k, device=device), float("-inf"))[None, None]
+    if attention_mask is not None:
+        keep = attention_mask[:, None, None, :].to(device=device, dtype=torch.bool)  # (B, 1, 1, t_k)
+        own_key = torch.arange(t_k, device=device) == torch.arange(t_k - t_q, t_k, device=device)[:, None]
+        bias = bias.masked_fill(~(keep | own_key), float("-inf"))  # (B, H, t_q, t_k)
+    return bias

@@ -15,104 +15,91 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from tfa_core.model.alibi import alibi_slopes
-from tfa_core.model.attention import causal_attention, merge_heads, split_heads
-from tfa_core.model.common import CausalLanguageModel, causal_lm_loss
+from tfa_core.model.common import CausalLanguageModel, merge_heads, split_heads
 from tfa_core.model.factored import MLP
 
 __all__ = ["VanillaGPT", "VanillaGPTALiBi", "SASPTransformer"]
 
 
-class CausalSelfAttention(nn.Module):
-    """GPT-2 attention: dense Q, K, V from the stream and a dense output projection; with
-    ``use_alibi`` the ALiBi bias is added to the scores (``VanillaALiBi``)."""
+def attend(q, k, v, bias, dropout_p: float) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d) + bias) v`` as ``factored.py`` writes it out: the fused kernel for a
+    dense bias (or ``None``, plain causal), the speed room's ``attend`` for a long input."""
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        return bias.attend(q, k, v, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, is_causal=bias is None)
 
-    def __init__(self, config, use_alibi: bool = False):
+
+class CausalSelfAttention(nn.Module):
+    """GPT-2 attention: dense Q, K, V from the stream and a dense output projection. The ALiBi bias,
+    for ``VanillaALiBi``, comes from the model; ``alibi_slopes`` overrides its slopes in this layer."""
+
+    def __init__(self, config):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.register_buffer("alibi_slopes", alibi_slopes(config.n_head, config.alibi_max_bias) if use_alibi else None)
+        self.register_buffer("alibi_slopes", None)
 
-    def forward(self, x, attention_mask=None, cache=None, shared=None):
+    def forward(self, x, bias, cache=None):
         q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
         # q, k, v: (B, H, T, d)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
-        y = causal_attention(q, k, v, self.alibi_slopes, attention_mask, self.dropout if self.training else 0.0,
-                             shared=shared)
+        y = attend(q, k, v, bias, self.dropout if self.training else 0.0)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
 
 class VanillaBlock(nn.Module):
-    def __init__(self, config, use_alibi: bool = False):
+    def __init__(self, config):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, use_alibi)
+        self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, attention_mask=None, cache=None, shared=None):
-        x = x + self.attn(self.ln_1(x), attention_mask, cache, shared)
+    def forward(self, x, bias, cache=None, attention_mask=None):
+        x = x + self.attn(self.ln_1(x), bias, cache)
         return x + self.mlp(self.ln_2(x))
 
 
-class _SingleStreamModel(CausalLanguageModel):
-    """One residual stream and a tied output layer. Positions: a learned table added to the stream,
-    or (``position_scheme = "alibi"``) the ALiBi bias inside attention and nothing added."""
-
-    position_scheme = "learned"
-
-    def __init__(self, config, make_block):
-        super().__init__(config)
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([make_block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-        ))
-        if self.learned_positions:
-            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight
-
-    @property
-    def learned_positions(self) -> bool:
-        return self.position_scheme == "learned"
+class SingleStreamModel(CausalLanguageModel):
+    """One residual stream: positions from a learned table added to it (``Vanilla``, ``SASP``) or the
+    ALiBi bias (``VanillaALiBi``)."""
 
     def forward(self, input_ids, attention_mask=None, labels=None, past_key_values=None, use_cache=False):
         self.check_inputs(input_ids, attention_mask, labels)
-        cache = self.prepare_cache(input_ids, attention_mask, past_key_values, use_cache)
-        x = self.transformer.wte(input_ids)  # (B, T, C)
-        if self.learned_positions:
-            x = x + self.transformer.wpe(self.positions(input_ids, cache))  # after the cached tokens
-        x = self.transformer.drop(x)
-        shared = self.shared_biases(cache)  # one ALiBi bias for every layer (VanillaALiBi)
-        for block, layer_cache in zip(self.transformer.h, self.layer_caches(cache)):
-            x = self.run_block(block, x, attention_mask, layer_cache, shared)
+        cache = None
+        if past_key_values is not None or use_cache:
+            cache = self.prepare_cache(input_ids, attention_mask, past_key_values, use_cache)
+        start = 0 if cache is None else cache.length
+        x = self.transformer.drop(self.embed(input_ids, start))  # (B, T, C)
+        T = input_ids.shape[1]
+        bias = self.attention_bias(self.alibi_slopes, T, start + T, attention_mask, x, cache)
+        for i, block in enumerate(self.transformer.h):
+            layer_bias = bias if block.attn.alibi_slopes is None else self.attention_bias(
+                block.attn.alibi_slopes, T, start + T, attention_mask, x, cache)
+            # (SASP's uniform part needs the padding mask itself; VanillaBlock ignores it)
+            x = self.run_block(block, x, layer_bias, None if cache is None else cache[i], attention_mask)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
-        out = {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
-        if cache is not None:
-            out["past_key_values"] = cache
-        return out
+        return self.output(logits, labels, cache)
 
 
-class VanillaGPT(_SingleStreamModel):
+class VanillaGPT(SingleStreamModel):
     """GPT-2 style transformer (registry name ``Vanilla``)."""
 
     def __init__(self, config):
-        super().__init__(config, lambda c: VanillaBlock(c, use_alibi=self.position_scheme == "alibi"))
-        self.init_weights()
+        super().__init__(config, lambda config, scheme: VanillaBlock(config))
 
 
 class VanillaGPTALiBi(VanillaGPT):
     """The GPT-2 style block with ALiBi instead of a position table (registry name
     ``VanillaALiBi``): it separates "ALiBi" from "factored streams" in the comparison."""
 
-    position_scheme = "alibi"
+    fixed_position_scheme = "alibi"
 
 
 class ShapedAttention(nn.Module):
@@ -134,14 +121,15 @@ class ShapedAttention(nn.Module):
         self.alpha = nn.Parameter(torch.ones(H))
         self.beta = nn.Parameter(torch.full((H,), 0.1))
         self.gamma = nn.Parameter(torch.full((H,), 0.1))
+        self.alibi_slopes = None  # SASP has learned positions, never ALiBi
 
-    def forward(self, h, attention_mask=None, cache=None):
+    def forward(self, h, bias, cache=None, attention_mask=None):
         T = h.shape[1]
         q, k = split_heads(self.q(h), self.n_head), split_heads(self.k(h), self.n_head)  # (B, H, T, d)
         v = split_heads(self.v(h) if self.v is not None else h, self.n_head)  # (B, H, T, d)
         keys, values = cache.append(k, v) if cache is not None else (k, v)  # (B, H, T_past + T, d)
         dropout_p = self.dropout if self.training else 0.0
-        softmax_part = causal_attention(q, keys, values, None, attention_mask, dropout_p)
+        softmax_part = attend(q, keys, values, bias, dropout_p)
         # U v: the mean of the values up to each new token, cached ones included
         uniform_part = causal_mean(values, attention_mask)[:, :, -T:]  # (B, H, T, d)
         a, b, g = (p.view(1, -1, 1, 1) for p in (self.alpha, self.beta, self.gamma))
@@ -170,18 +158,17 @@ class SASPBlock(nn.Module):
         self.beta_sa = nn.Parameter(torch.tensor(1.0))
         self.beta_ff = nn.Parameter(torch.tensor(0.2))
 
-    def forward(self, x, attention_mask=None, cache=None, shared=None):
-        # ``shared`` (the ALiBi biases of the forward pass) is taken for a uniform block signature;
-        # SASP has learned positions and no ALiBi, so it has nothing to share
+    def forward(self, x, bias, cache=None, attention_mask=None):
         h = self.ln(x)
-        return x + self.beta_sa * self.attn(h, attention_mask, cache) + self.beta_ff * self.mlp(h)
+        return x + self.beta_sa * self.attn(h, bias, cache, attention_mask) + self.beta_ff * self.mlp(h)
 
 
-class SASPTransformer(_SingleStreamModel):
+class SASPTransformer(SingleStreamModel):
     """Simplified attention sub-block with projections (registry name ``SASP``)."""
 
+    fixed_position_scheme = "learned"
+
     def __init__(self, config):
-        super().__init__(config, SASPBlock)
-        self.init_weights()
+        super().__init__(config, lambda config, scheme: SASPBlock(config))
         for block in self.transformer.h:
             nn.init.zeros_(block.attn.k.weight)  # softmax starts uniform: A starts as the identity

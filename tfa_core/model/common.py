@@ -1,8 +1,10 @@
-"""What every model in the registry shares: input checks, the shifted loss, generation, parameter
-counts, weight initialisation and gradient checkpointing.
+"""What every model in the registry shares: the skeleton (token embedding, an optional learned position
+table, the blocks, the final norm, the tied output layer), input checks, the attention bias of one
+forward pass, the shifted loss, the output dictionary, weight initialisation, gradient checkpointing,
+the key/value cache and generation.
 
-Each model file (``model.py``, ``baselines.py``) only has to say how logits come from token ids,
-and how its attention reads and extends a key/value cache (``kv_cache.py``).
+Each model file (``factored.py``, ``baselines.py``) says what its blocks are and writes its
+``forward``: how logits come from token ids.
 """
 
 from __future__ import annotations
@@ -15,10 +17,24 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from tfa_core.decoding.generate import generate_tokens
-from tfa_core.model.kv_cache import KVCache, LayerCache
-from tfa_core.model.shared_bias import SharedBiases, SlopeSignatures
+from tfa_core.model import fast_attention
+from tfa_core.model.alibi import alibi_slopes, dense_bias
+from tfa_core.model.kv_cache import KVCache
+from tfa_core.model.positions import POSITION_SCHEMES, sinusoidal_embeddings
 
-__all__ = ["CausalLanguageModel", "causal_lm_loss"]
+__all__ = ["CausalLanguageModel", "causal_lm_loss", "split_heads", "merge_heads"]
+
+
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """``(B, T, C)`` -> ``(B, H, T, d)``: head ``h`` owns channels ``h*d .. (h+1)*d - 1``."""
+    B, T, C = x.shape
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, T, d)`` -> ``(B, T, C)``, the inverse of :func:`split_heads`."""
+    B, H, T, d = x.shape
+    return x.transpose(1, 2).contiguous().view(B, T, H * d)
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -38,49 +54,68 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class CausalLanguageModel(nn.Module):
     """Base class: a causal language model built from a :class:`~tfa_core.GPTConfigALiBi`.
 
-    Subclasses set ``self.config`` and define ``forward(input_ids, attention_mask=None, labels=None,
-    past_key_values=None, use_cache=False)`` returning ``{"loss", "logits"}`` (plus
-    ``"past_key_values"`` when a cache is used); they call :meth:`check_inputs` and
-    :meth:`prepare_cache` first and :func:`causal_lm_loss` last.
+    ``make_block(config, position_scheme)`` makes one block. The position scheme is the class's
+    ``fixed_position_scheme`` if it has one, else ``config.position_scheme``, else the class's
+    ``default_position_scheme``. ALiBi models keep their slopes in one buffer, ``alibi_slopes``
+    (``(H,)``, saved with the weights, yours to overwrite); a layer's ``attn.alibi_slopes``, ``None``
+    unless you set it, overrides them for that layer. ``fast_attention`` (on by default) lets long
+    inputs, CUDA and cached decoding take the speed room's paths (``fast_attention.py``); off, every
+    input takes the plain dense path, with the same numbers.
     """
 
-    #: True when position information is a table indexed by position (stops at ``block_size``)
-    learned_positions: bool = False
+    fixed_position_scheme: str | None = None
+    default_position_scheme: str = "learned"
 
-    def __init__(self, config):
+    def __init__(self, config, make_block):
         super().__init__()
         config.validate()
         if config.vocab_size is None:
             raise ValueError(
                 "config.vocab_size is not set; call config.update_from_tokenizer(tokenizer) first"
             )
+        scheme = self.fixed_position_scheme or config.position_scheme or self.default_position_scheme
+        if scheme not in POSITION_SCHEMES:
+            raise ValueError(f"unknown position scheme {scheme!r}; choose one of {list(POSITION_SCHEMES)}")
+        if scheme == "rotary" and config.head_dim % 2:
+            raise ValueError(f"rotary positions rotate channel pairs: head_dim (n_embd / n_head = "
+                             f"{config.head_dim}) must be even; change n_embd or n_head")
         self.config = config
+        self.position_scheme = scheme
+        self.learned_positions = scheme == "learned"
+        #: the longest input: a learned table stops at block_size, everything else goes further
+        self.max_sequence_length = config.block_size if self.learned_positions else config.max_position_embeddings
         self.gradient_checkpointing = False
-        self._slope_signatures = SlopeSignatures()  # lets layers with equal ALiBi slopes share a bias
-
-    # -- limits and checks ------------------------------------------------------------------
-    @property
-    def max_sequence_length(self) -> int:
-        """The longest input this model accepts: ``block_size`` for a learned position table,
-        ``max_position_embeddings`` otherwise."""
+        self.fast_attention = True
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([make_block(config, scheme) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
         if self.learned_positions:
-            return self.config.block_size
-        return self.config.max_position_embeddings
+            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied: logits read the final state as tokens
+        slopes = alibi_slopes(config.n_head, config.alibi_max_bias) if scheme == "alibi" else None
+        self.register_buffer("alibi_slopes", slopes)  # (H,), or None without ALiBi
+        self.init_weights()
 
+    # -- one forward pass, in the order forward() calls them -----------------------------------
     def check_inputs(self, input_ids, attention_mask=None, labels=None) -> None:
         """Raise a clear error for inputs the model cannot take, before torch does, obscurely."""
         if not isinstance(input_ids, torch.Tensor):
             raise TypeError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}")
-        if input_ids.dtype not in (torch.long, torch.int, torch.int16, torch.uint8):
-            raise TypeError(f"input_ids must hold integer token ids (torch.long), got {input_ids.dtype}")
+        if input_ids.dtype not in (torch.long, torch.int):
+            raise TypeError(f"input_ids must hold integer token ids as torch.long (or torch.int), got "
+                            f"{input_ids.dtype}; use input_ids.long()")
         if input_ids.dim() != 2:
             raise ValueError(
                 f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}; "
                 "for one sequence use input_ids[None]"
             )
         length = input_ids.shape[1]
-        if length == 0:
-            raise ValueError("input_ids is empty: give at least one token")
+        if length == 0 or input_ids.shape[0] == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): give at least one token")
         if length > self.max_sequence_length:
             if self.learned_positions:
                 why = (f"its learned position table covers only block_size={self.config.block_size} "
@@ -90,19 +125,85 @@ class CausalLanguageModel(nn.Module):
                        "so any length works) and rebuild the model")
             raise ValueError(f"sequence length {length} is longer than this model accepts "
                              f"({self.max_sequence_length}): {why}")
-        # reading the ids' range is a device sync and, under torch.compile, a graph break in every
-        # step; a compiled model leaves out-of-range ids to the embedding's own index check
-        if (not torch.compiler.is_compiling() and input_ids.numel()
-                and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size)):
+        for name, other in (("attention_mask", attention_mask), ("labels", labels)):
+            if other is None:
+                continue
+            if not isinstance(other, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(other).__name__}")
+            if tuple(other.shape) != tuple(input_ids.shape):
+                raise ValueError(f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, "
+                                 f"got {tuple(other.shape)}")
+        if labels is not None and labels.dtype not in (torch.long, torch.int):
+            raise TypeError(f"labels must hold integer token ids (torch.long), got {labels.dtype}")
+        # reading values is a device sync and, under torch.compile, a graph break in every step; a
+        # compiled model leaves them to the embedding's and the loss's own checks
+        if torch.compiler.is_compiling():
+            return
+        if input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size:
             raise ValueError(
                 f"token ids must be in [0, {self.config.vocab_size}), got ids from "
                 f"{int(input_ids.min())} to {int(input_ids.max())}; does config.vocab_size match the "
                 "tokenizer? (config.update_from_tokenizer(tokenizer))"
             )
-        for name, other in (("attention_mask", attention_mask), ("labels", labels)):
-            if other is not None and tuple(other.shape) != tuple(input_ids.shape):
-                raise ValueError(f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, "
-                                 f"got {tuple(other.shape)}")
+        if attention_mask is not None and attention_mask.dtype != torch.bool and (
+                (attention_mask != 0) & (attention_mask != 1)).any():
+            raise ValueError("attention_mask must hold only 1 (keep) and 0 (padding), or be bool; got "
+                             f"other values, e.g. {attention_mask[(attention_mask != 0) & (attention_mask != 1)][0].item()}; "
+                             "an additive 0/-inf mask must be turned into attention_mask = (mask == 0)")
+        if labels is not None:
+            bad = (labels != -100) & ((labels < 0) | (labels >= self.config.vocab_size))
+            if bad.any():
+                raise ValueError(f"labels must be token ids in [0, {self.config.vocab_size}) or -100 "
+                                 f"(ignored), got {int(labels[bad][0])}")
+
+    def embed(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """The token embeddings of ``input_ids`` (``(B, T)``, at positions ``start, start + 1, ...``),
+        ``(B, T, C)`` -- plus a position vector for the ``learned`` and ``sinusoidal`` schemes, the
+        positional pollution ALiBi avoids."""
+        x = self.transformer.wte(input_ids)  # (B, T, C)
+        if self.position_scheme in ("learned", "sinusoidal"):
+            positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)  # (T,)
+            if self.learned_positions:
+                x = x + self.transformer.wpe(positions)
+            else:
+                x = x + sinusoidal_embeddings(positions, x.shape[-1]).to(x.dtype)
+        return x
+
+    def attention_bias(self, slopes, t_q: int, t_k: int, attention_mask, like: torch.Tensor, cache=None):
+        """What every layer adds to its attention scores in this forward pass, built once.
+
+        ``None`` for a plain square causal mask (the fused kernel applies it itself, ``is_causal``);
+        else the dense ``(1 or B, H, t_q, t_k)`` tensor of :func:`~tfa_core.model.alibi.dense_bias`:
+        causal, ALiBi from ``slopes`` (``(H,)`` or ``None``), ``-inf`` on padded keys. The queries are
+        the last ``t_q`` of the ``t_k`` keys. ``like`` (the embedded input) gives the device and,
+        outside autocast, the dtype. With ``self.fast_attention``, long inputs, CUDA and cached
+        decoding get an equivalent from ``fast_attention.py`` that never builds the ``T x T`` tensor.
+        """
+        dtype = torch.get_autocast_dtype(like.device.type) if torch.is_autocast_enabled(like.device.type) \
+            else like.dtype
+        if self.fast_attention and (t_q > fast_attention.QUERY_BLOCK or like.is_cuda or cache is not None):
+            fast = fast_attention.fast_bias(slopes, t_q, t_k, attention_mask, dtype, like.device, cache)
+            if fast is not None:
+                return fast
+        if slopes is None and attention_mask is None and t_q == t_k:
+            return None
+        return dense_bias(slopes, t_q, t_k, attention_mask, dtype=dtype, device=like.device)
+
+    def run_block(self, block: nn.Module, *args):
+        """Call ``block(*args)``, through activation checkpointing when it is enabled."""
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def output(self, logits, labels=None, cache=None, streams=None) -> dict:
+        """The dictionary every forward pass returns: ``"loss"`` (``None`` without labels) and
+        ``"logits"``; ``"past_key_values"`` with a cache, ``"streams"`` when asked for."""
+        out = {"loss": causal_lm_loss(logits, labels) if labels is not None else None, "logits": logits}
+        if streams is not None:
+            out["streams"] = streams
+        if cache is not None:
+            out["past_key_values"] = cache
+        return out
 
     # -- key/value cache ---------------------------------------------------------------------
     def new_kv_cache(self, capacity: int | None = None) -> KVCache:
@@ -116,11 +217,9 @@ class CausalLanguageModel(nn.Module):
         return KVCache(self.config.n_layer, capacity)
 
     def prepare_cache(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False):
-        """The cache this forward pass reads and extends: ``past_key_values``, a new one when only
-        ``use_cache`` is set, or ``None`` for no cache. Raises a clear error when the new tokens
+        """The cache this forward pass reads and extends: ``past_key_values``, or a new one when only
+        ``use_cache`` is set (forward calls this only then). Raises a clear error when the new tokens
         cannot follow the cached ones."""
-        if past_key_values is None and not use_cache:
-            return None
         if attention_mask is not None:
             raise ValueError(
                 "attention_mask cannot be combined with a key/value cache (past_key_values or "
@@ -162,23 +261,6 @@ class CausalLanguageModel(nn.Module):
                              f"and {new_tokens} more do not fit; make a larger one with "
                              "model.new_kv_cache(), or start again from the latest tokens")
 
-    def layer_caches(self, cache: KVCache | None) -> list[LayerCache | None]:
-        """One entry per block: that layer's cache, or ``None`` when there is no cache."""
-        return [None] * self.config.n_layer if cache is None else cache.layers
-
-    def shared_biases(self, cache: KVCache | None = None) -> SharedBiases:
-        """The ALiBi biases one forward pass shares between its layers; with a cache, also the
-        decoding ramp that every later step slices (see ``shared_bias.py``)."""
-        if cache is None:
-            return SharedBiases(self._slope_signatures)
-        return SharedBiases(self._slope_signatures, cache.alibi_ramps, cache.capacity)
-
-    @staticmethod
-    def positions(input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Absolute positions ``(T,)`` of ``input_ids``: they follow the tokens already cached."""
-        start = 0 if cache is None else cache.length
-        return torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
-
     # -- weights ------------------------------------------------------------------------------
     def init_weights(self) -> None:
         """GPT-2's initialisation: normal(0, 0.02), with residual output layers (named ``c_proj``)
@@ -201,6 +283,23 @@ class CausalLanguageModel(nn.Module):
             total -= sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Embedding))
         return total
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, plus two things about ALiBi slopes: a layer's own slopes in
+        ``state_dict`` (``transformer.h.<i>.attn.alibi_slopes``) are given a buffer before loading,
+        and a checkpoint from before the model-level ``alibi_slopes`` (every layer had a copy) loads
+        too: layer 0's slopes become the model's, and a layer whose slopes differ keeps its own."""
+        state_dict = dict(state_dict)
+        layer_keys = [f"transformer.h.{i}.attn.alibi_slopes" for i in range(len(self.transformer.h))]
+        if "alibi_slopes" not in state_dict and self.alibi_slopes is not None and layer_keys[0] in state_dict:
+            state_dict["alibi_slopes"] = state_dict[layer_keys[0]]
+            for key in layer_keys:
+                if key in state_dict and torch.equal(state_dict[key], state_dict["alibi_slopes"]):
+                    del state_dict[key]
+        for block, key in zip(self.transformer.h, layer_keys):
+            if key in state_dict and block.attn.alibi_slopes is None:
+                block.attn.alibi_slopes = torch.empty_like(state_dict[key], device=self.transformer.wte.weight.device)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # -- memory ------------------------------------------------------------------------------
     def gradient_checkpointing_enable(self) -> None:
         """Recompute each block's activations in the backward pass instead of storing them:
@@ -210,12 +309,6 @@ class CausalLanguageModel(nn.Module):
     def gradient_checkpointing_disable(self) -> None:
         """Store activations again (the default)."""
         self.gradient_checkpointing = False
-
-    def run_block(self, block: nn.Module, *args):
-        """Call ``block(*args)``, through activation checkpointing when it is enabled."""
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
 
     # -- generation ---------------------------------------------------------------------------
     @torch.no_grad()

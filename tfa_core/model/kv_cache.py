@@ -73,7 +73,7 @@ class KVCache:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.layers = [LayerCache(capacity) for _ in range(n_layer)]
         # ALiBi ramps -m * (capacity - 1), ..., -m, 0, one per distinct slopes: a decoding step's bias
-        # is a view of their last entries (see shared_bias.py), built once for the cache's life
+        # is a view of their last entries (see fast_attention.py), built once for the cache's life
         self.alibi_ramps: dict = {}
 
     def __getitem__(self, layer: int) -> LayerCache:

@@ -21,7 +21,7 @@ import math
 import torch
 
 from tfa_core.model.alibi import alibi_bias, alibi_slopes
-from tfa_core.model.attention import channel_mix, kronecker_lift
+from tfa_core.model.factored import channel_mix, kronecker_lift
 
 __all__ = ["slopes_widget", "alibi_bias_widget", "stream_norms_widget", "channel_mix_widget",
            "lens_attention_widget"]
@@ -368,7 +368,8 @@ def lens_attention_widget(model, tokenizer, prompt: str = "ROMEO:\nBut, soft! wh
         labels = [_token_label(tokenizer, i) for i in ids.tolist()]
         row = maps[layer - 1, head, query, : query + 1]  # the query's weights over keys 0..query
         strongest = int(row.argmax())
-        slope = model.transformer.h[layer - 1].attn.alibi_slopes
+        own = model.transformer.h[layer - 1].attn.alibi_slopes
+        slope = model.alibi_slopes if own is None else own
         if slope is not None:
             m = float(slope[head])
             slope_text = f"slope {_power_of_two(m)}, half weight {math.log(2) / m:.1f} tokens back"

@@ -90,8 +90,7 @@ def reference_attention_probabilities(h: torch.Tensor, w_qk: torch.Tensor, slope
     attention = FactoredCausalSelfAttention(config).eval()
     with torch.no_grad():
         attention.c_attn.weight.copy_(w_qk)
-        attention.alibi_slopes.copy_(slopes)
-        return layer_attention(attention, h)
+        return layer_attention(attention, h, slopes)
 
 
 def _variant(h, w_qk, slopes, scale: str = "head", sign: float = -1.0, mask: bool = True, axis: int = -1,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tfa_core.model.attention import channel_mix, kronecker_lift, split_heads
+from tfa_core.model.common import split_heads
+from tfa_core.model.factored import channel_mix, kronecker_lift
 from .checking import Case, Exercise, Mistake, register
 from .comparing import close_tensor, same_tensor
 

@@ -8,7 +8,7 @@ import math
 import torch
 
 from tfa_core.model.alibi import alibi_bias, alibi_slopes
-from tfa_core.model.attention import merge_heads, split_heads
+from tfa_core.model.common import merge_heads, split_heads
 from tfa_core.model.config import GPTConfigALiBi
 from tfa_core.model.factored import FactoredBlock, FactoredCausalSelfAttention, FactoredTransformerModelALiBi
 from .checking import Case, Exercise, Mistake, register
@@ -67,15 +67,11 @@ register(Exercise(
 
 
 def reference_factored_attention(h, xt, w_qk, n_head, bias):
-    """tfa_core's FactoredCausalSelfAttention with these weights and the slopes behind ``bias``."""
+    """tfa_core's FactoredCausalSelfAttention with these weights and this ``(H, T, T)`` bias."""
     config = _config(n_head, h.shape[-1])
     attention = FactoredCausalSelfAttention(config).eval()
     attention.c_attn.weight.copy_(w_qk)
-    T = bias.shape[-1]
-    if T > 1:  # the slopes behind the bias: its last row starts at -m (T - 1)
-        attention.alibi_slopes.copy_(-bias[:, -1, 0] / (T - 1))
-
-    return attention(h, xt)
+    return attention(h, xt, bias[None])  # (1, H, T, T): the bias every layer of a model gets
 
 
 def _attention_variant(values_from: str = "xt", scale: bool = True, use_bias: bool = True):
@@ -128,9 +124,9 @@ register(Exercise(
 # -- 02.block_forward ----------------------------------------------------------------------------------
 
 
-def reference_block(xt, xe, block):
+def reference_block(xt, xe, block, bias):
     """tfa_core's FactoredBlock forward."""
-    return block(xt, xe)
+    return block(xt, xe, bias)
 
 
 def _block_case(batch, length, n_head, head_dim, seed, zero_xe=False):
@@ -141,21 +137,21 @@ def _block_case(batch, length, n_head, head_dim, seed, zero_xe=False):
     block.ln_2.weight.copy_(1 + 0.5 * _randn(C, seed=seed + 4))
     xt = _randn(batch, length, C, seed=seed + 1)
     xe = torch.zeros(batch, length, C) if zero_xe else _randn(batch, length, C, seed=seed + 2)
-    return xt, xe, block
+    return xt, xe, block, alibi_bias(alibi_slopes(n_head), length)[None]  # (1, H, T, T)
 
 
 def _block_variant(mistake: str):
-    def answer(xt, xe, block):
+    def answer(xt, xe, block, bias):
         if mistake == "ln_1 of xt":
-            xt_new = xt + block.attn(block.ln_1(xt), xt)
+            xt_new = xt + block.attn(block.ln_1(xt), xt, bias)
         else:
-            xt_new = xt + block.attn(block.ln_1(xt + xe), xt)
+            xt_new = xt + block.attn(block.ln_1(xt + xe), xt, bias)
         if mistake == "mlp into xt":
             return xt_new + block.mlp(block.ln_2(xt_new + xe)), xe
         if mistake == "old xt in ln_2":
             return xt_new, xe + block.mlp(block.ln_2(xt + xe))
         if mistake == "attention into xe":
-            return xt, xe + block.attn(block.ln_1(xt + xe), xt)
+            return xt, xe + block.attn(block.ln_1(xt + xe), xt, bias)
         return xt_new, xe + block.mlp(block.ln_2(xt_new + xe))
 
     return answer
