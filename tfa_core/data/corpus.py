@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tfa_core.model.checks import is_int, require_number
 
 TEXT_SUFFIXES = (".txt", ".md")
 
@@ -147,8 +148,7 @@ def train_val_split(data, val_fraction: float = 0.1):
     One contiguous cut, no overlap: ``train + val == data``. The validation part has
     ``round(len(data) * val_fraction)`` items; ``val_fraction`` must be between 0 and 1.
     """
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
-        raise TypeError(f"val_fraction must be a number, got {type(val_fraction).__name__}")
+    require_number("val_fraction", val_fraction)
     if not 0 < val_fraction < 1:
         raise ValueError(
             f"val_fraction must be between 0 and 1 (exclusive), e.g. 0.1; got {val_fraction}"
@@ -170,7 +170,7 @@ def train_val_split(data, val_fraction: float = 0.1):
 
 def _positive_int(name: str, value) -> int:
     """``value`` if it is an int >= 1, else a ValueError/TypeError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
@@ -264,7 +264,7 @@ def prepare_causal_lm_dataset(
             ids.append(tokenizer.eos_token_id)
         ids.extend(tokenizer.encode(document))
     batch_size = _positive_int("batch_size", batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     dataset = TokenWindowDataset(ids, block_size, stride)
     if drop_last and len(dataset) < batch_size:

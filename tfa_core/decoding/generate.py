@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from tfa_core.decoding.sampling import check_sampling_args, sample_next_token
+from tfa_core.model.checks import is_int
 
 __all__ = ["generate_tokens", "stream_generate", "TokenDecoder"]
 
@@ -34,7 +35,7 @@ def generate_tokens(
     See ``model.generate`` for the sampling settings and ``use_cache``; put the model in eval mode
     first (``generate`` and :func:`stream_generate` do).
     """
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     check_sampling_args(temperature, top_k, top_p)
     limit = model.max_sequence_length

@@ -46,6 +46,7 @@ import torch
 
 from tfa_core.model import fast_attention as attention_paths
 from tfa_core.model.parameters import estimate_model_parameters
+from tfa_core.model.checks import is_int
 
 __all__ = [
     "MemoryEstimate",
@@ -106,7 +107,7 @@ def _check(config, batch_size, block_size, precision, device) -> tuple[int, int]
     batch_size = config.batch_size if batch_size is None else batch_size
     block_size = config.block_size if block_size is None else block_size
     for name, value, low in (("batch_size", batch_size, 1), ("block_size", block_size, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_int(value) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if block_size > config.max_position_embeddings:
         raise ValueError(f"block_size {block_size} is longer than the model accepts "

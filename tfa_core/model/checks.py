@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+import numbers
 
-__all__ = ["is_int", "require_positive_int", "require_number", "require_finite"]
+__all__ = ["is_int", "is_number", "require_positive_int", "require_number", "require_finite"]
 
 
 def is_int(value) -> bool:
-    """True for a Python or NumPy-style integer, False for ``bool`` (which Python counts as an int)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """True for a Python or NumPy integer, False for ``bool`` (which Python counts as an int)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """True for a Python or NumPy int or float, False for ``bool``."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def require_positive_int(name: str, value) -> None:
@@ -22,7 +28,7 @@ def require_positive_int(name: str, value) -> None:
 
 def require_number(name: str, value) -> None:
     """Raise ``TypeError`` unless ``value`` is an int or a float (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
 
 

@@ -12,6 +12,7 @@ Shapes: ``B`` batch, ``H`` heads, ``t`` new tokens, ``d`` head size.
 from __future__ import annotations
 
 import torch
+from tfa_core.model.checks import require_positive_int
 
 __all__ = ["LayerCache", "KVCache"]
 
@@ -68,9 +69,8 @@ class KVCache:
     """
 
     def __init__(self, n_layer: int, capacity: int):
-        for name, value in (("n_layer", n_layer), ("capacity", capacity)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        require_positive_int("n_layer", n_layer)
+        require_positive_int("capacity", capacity)
         self.layers = [LayerCache(capacity) for _ in range(n_layer)]
         # ALiBi ramps -m * (capacity - 1), ..., -m, 0, one per distinct slopes: a decoding step's bias
         # is a view of their last entries (see fast_attention.py), built once for the cache's life
