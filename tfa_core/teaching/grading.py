@@ -401,7 +401,10 @@ def _grade_exercise(worker: _Worker, exercise_id: str, source: str, timeout: flo
                         source_flag)
     for number in range(1, judge.total + 1):
         reply = worker.ask(timeout - worker.spent, do="case", id=exercise_id, number=number)
-        failure = judge.judge(number, reply.get("attempt"))
+        if "attempt" not in reply:  # the worker failed: only ever a failure, whatever the reply claims
+            return dict(status=ERROR, message=_short(f"case {number} of {judge.total} could not be run: "
+                                                     f"{reply.get('failure') or 'no answer'}"), flag=source_flag)
+        failure = judge.judge(number, reply["attempt"])
         if failure is not None:
             return _outcome(failure, source_flag)
     return _outcome(judge.correct(), source_flag)

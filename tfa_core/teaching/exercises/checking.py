@@ -25,6 +25,7 @@ tfa_core's own implementation of the answer or code from ``solutions/``: the res
 from __future__ import annotations
 
 import copy
+import dis
 import functools
 import html
 import sys
@@ -274,12 +275,22 @@ def _origin(filename: str) -> str | None:
     return None
 
 
+_SAME_OP = {"LOAD_METHOD": "LOAD_ATTR"}  # the compiler picks one or the other from the module's imports
+_NOT_COUNTED = {"CACHE", "PRECALL", "PUSH_NULL", "RESUME", "NOP", "EXTENDED_ARG", "KW_NAMES"}
+_JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
+
+
 def _fingerprint(code: types.CodeType) -> tuple:
-    """What a function's code is, without where it was written: equal for the same source pasted
-    elsewhere (docstring and names included)."""
-    consts = tuple(_fingerprint(c) if isinstance(c, types.CodeType) else (type(c).__name__, repr(c))
-                   for c in code.co_consts)
-    return (code.co_code, code.co_names, code.co_varnames, code.co_argcount, consts)
+    """What a function's code does, without where it was written: equal for the same source pasted
+    into another file or exec'd (names, constants and docstring included, jump offsets and the
+    compiler's choices that depend on the surrounding module left out)."""
+    operations = tuple(
+        (_SAME_OP.get(op.opname, op.opname),
+         None if op.opcode in _JUMPS else _fingerprint(op.argval) if isinstance(op.argval, types.CodeType)
+         else repr(op.argval))
+        for op in dis.get_instructions(code) if op.opname not in _NOT_COUNTED)
+    strings = tuple(c for c in code.co_consts if isinstance(c, str))
+    return (operations, strings, code.co_varnames, code.co_argcount)
 
 
 @functools.lru_cache(maxsize=1)
