@@ -374,3 +374,37 @@ def test_the_transport_runs_nothing_it_reads():
         deep = {"$": "list", "items": [deep]}
     with pytest.raises(ValueError):
         from_plain(deep)
+
+
+def test_an_answer_that_is_a_module_class_is_judged_through_observe():
+    """An exercise whose answer is a class: ``observe`` turns the learner's module into data (here, its
+    output on a fixed input) in the process that ran it; the judge compares that."""
+    import dataclasses
+
+    from tfa_core.teaching.exercises import Case, Exercise
+    from tfa_core.teaching.exercises.comparing import close_tensor
+
+    def scaler(factor):
+        class Scale(torch.nn.Module):
+            def __init__(self, n):
+                super().__init__()
+                self.scale = torch.nn.Parameter(torch.full((n,), factor))
+
+            def forward(self, x):
+                return x * self.scale
+
+        return Scale
+
+    exercise = Exercise(id="99.scale", function="Scale", title="a module", reference=scaler(2.0),
+                        cases=lambda: [Case("n = 3", (3,))], compare=close_tensor(),
+                        observe=lambda module, n: module(torch.arange(float(n))))
+    judge = Judge(exercise)
+
+    def attempt(answer, on=exercise):
+        return json.loads(json.dumps(run_case(on, answer, judge.cases[0], 1)))
+
+    assert judge.judge(1, attempt(scaler(2.0))) is None
+    wrong = judge.judge(1, attempt(scaler(3.0)))
+    assert wrong.status == INCORRECT and "entry [2] is 6, expected 4" in wrong.message
+    plain = Judge(dataclasses.replace(exercise, observe=None))  # without observe: a stand-in, named
+    assert "got Scale" in plain.judge(1, attempt(scaler(2.0), dataclasses.replace(exercise, observe=None))).message
