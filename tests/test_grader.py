@@ -83,7 +83,8 @@ def test_every_kind_of_failure_gets_its_own_row_and_strict_fails(tmp_path, capsy
     assert "RuntimeError: left over from testing" in out
     assert "no cell tagged exercise:04.channel_mix" in out
     assert f"{alice}: 1 of 4 correct" in out and f"{bob}: 0 of 4 correct" in out
-    assert out.rstrip().endswith("total: 1 of 8 correct")
+    assert "runs the reference solution (solutions/03_alibi.py: slopes)" in out  # pasted from solutions/
+    assert out.rstrip().endswith("total: 1 of 8 correct (1 flagged)")
 
 
 def test_all_correct_passes_strict_through_the_tfa_command(tmp_path, capsys):

@@ -5,12 +5,31 @@
 
 Each exercise cell is found by its tag (``exercise:03.slopes``) and run on its own, in a separate
 worker process, after the imports every notebook makes (``math``, ``torch``, ``torch.nn as nn``,
-``torch.nn.functional as F``); then the same ``check`` as in the notebook runs on the function it
-defines. Each exercise has its own time limit. An endless loop (``timeout``), an exception
-(``error``), a syntax error, a cell the learner deleted (``missing``) or a worker that dies
-(``crashed``) becomes a row of the table; none of them stops the grading. A notebook's exercises share
-one worker (torch is imported once per notebook); after a timeout or a crash a fresh worker carries on
+``torch.nn.functional as F``). Each exercise has its own time limit. An endless loop (``timeout``), an
+exception (``error``), a syntax error, a cell the learner deleted (``missing``), a worker that dies
+(``crashed``) or a notebook that cannot be read (``unreadable``) becomes a row of the table; none of
+them stops the grading, and the run always ends with the table. A notebook's exercises share one
+worker (torch is imported once per notebook); after a timeout or a crash a fresh worker carries on
 with the rest.
+
+Who decides. The learner's code runs in the worker, so anything in the worker can be changed by it:
+the check's functions, torch, the pipe back to the grader. The worker therefore never decides a
+verdict. For each case the grader asks it for one thing, what the learner's function returned on that
+case's inputs, and the worker sends that back as plain data (JSON: numbers, strings, lists, and
+tensors as dtype, shape and raw bytes; never pickle; see ``tfa_core.teaching.exercises.transport``).
+The grading process, which never runs the learner's code, builds the same inputs itself, computes the
+reference itself and compares, with the same ``Judge`` as ``check`` in a notebook, so the messages
+are the same. Each request carries a fresh random nonce and the grader reads one reply per request,
+parsed as data only: forged lines, forged "done" events, a flood of output or a patched ``torch.equal``
+in the worker change nothing but the values the learner's code produced, and wrong values stay wrong.
+
+What it cannot do: stop copying. A learner's process can always compute the right values by calling
+tfa_core (it is installed) or running ``solutions/``. The grader flags that, as a note beside the
+status, not a failure: the worker watches which tfa_core functions the learner's code calls (those
+that the check's reference is made of) and whether solution code runs, and the grader reads the cell
+for imports of tfa_core or the solutions and for reaching into the grader (frames, ``/proc``,
+``sys.modules``, ``gc``). The watching happens in the learner's process and can itself be switched
+off from there: it is best effort, a pointer for the instructor, not proof either way.
 
 Grading runs the learner's code with your permissions: it is not a sandbox.
 """
@@ -22,15 +41,18 @@ import json
 import os
 import queue
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import threading
+import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Grade", "read_exercise_cells", "grade_notebook", "grade_notebooks", "format_table",
+__all__ = ["Grade", "read_exercise_cells", "grade_notebook", "grade_notebooks", "format_table", "printable",
            "add_grade_command", "main"]
 
 PREAMBLE = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
@@ -38,6 +60,8 @@ PREAMBLE = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.fu
 
 EXERCISE_TAG = "exercise:"
 STARTUP_SECONDS = 120.0  # importing torch on a slow, busy machine
+MAX_LINE = 128 * 2**20  # one reply from a worker: what the transport may send, and room to spare
+MESSAGE_LIMIT = 1000  # characters of a message kept in a row
 TIMEOUT = "timeout"
 SYNTAX_ERROR = "syntax error"
 MISSING = "missing"
@@ -47,12 +71,14 @@ UNREADABLE = "unreadable"
 
 @dataclass
 class Grade:
-    """One row of the score table."""
+    """One row of the score table. ``flag`` is a note, not a failure: the answer seems to use
+    tfa_core's own implementation or the solutions, or the cell reaches into the grader."""
 
     notebook: str
     exercise: str
     status: str
     message: str
+    flag: str = ""
 
     @property
     def correct(self) -> bool:
@@ -61,38 +87,73 @@ class Grade:
 
 # -- reading notebooks -----------------------------------------------------------------------------
 
+def _kind(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _notebook_number(value) -> str:
+    """``tfa_course.notebook`` as two digits: ``"03"``, ``"3"`` and ``3`` all give ``"03"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 99:
+        return f"{value:02d}"
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}", value):
+        return value.zfill(2)
+    raise ValueError(f"its metadata tfa_course.notebook is {value!r} ({_kind(value)}); expected the "
+                     "course notebook's number, such as \"03\"")
+
+
 def read_exercise_cells(path: str | os.PathLike) -> tuple[str | None, dict[str, str]]:
     """The notebook's number (``"03"``) and the source of each tagged exercise cell.
 
-    The number comes from the notebook's metadata (``tfa_course.notebook``), or else from the two
-    digits that start the file name. When a learner has copied an exercise cell, the last copy counts.
-    Raises ``ValueError`` for a file that is not a notebook.
+    The number comes from the notebook's metadata (``tfa_course.notebook``, a string or an int), or
+    else from the two digits that start the file name. When a learner has copied an exercise cell, the
+    last copy counts. Raises ``ValueError``, saying what is wrong, for a file that is not a well-formed
+    notebook (not JSON, nested too deeply, metadata or tags of the wrong type).
     """
     path = Path(path)
     try:
-        notebook = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        notebook = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"cannot read {path} as a notebook: {error}") from None
+    except RecursionError:
+        raise ValueError(f"cannot read {path} as a notebook: its JSON is nested too deeply") from None
+    except MemoryError:
+        raise ValueError(f"cannot read {path} as a notebook: too large") from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise ValueError(f"{path} is not a Jupyter notebook (no list of cells)")
-    number = (notebook.get("metadata") or {}).get("tfa_course", {}).get("notebook")
+    metadata = notebook.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ValueError(f"its metadata is a {_kind(metadata)}, not a JSON object")
+    course = metadata.get("tfa_course", {})
+    if not isinstance(course, dict):
+        raise ValueError(f"its metadata tfa_course is a {_kind(course)}, not a JSON object")
+    number = _notebook_number(course["notebook"]) if course.get("notebook") is not None else None
     if number is None:
         match = re.match(r"(\d\d)", path.name)
         number = match.group(1) if match else None
     sources: dict[str, str] = {}
-    for cell in notebook["cells"]:
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+    for index, cell in enumerate(notebook["cells"]):
+        if not isinstance(cell, dict):
+            raise ValueError(f"cell {index} is a {_kind(cell)}, not a JSON object")
+        cell_metadata = cell.get("metadata", {})
+        if not isinstance(cell_metadata, dict):
+            raise ValueError(f"cell {index}'s metadata is a {_kind(cell_metadata)}, not a JSON object")
+        tags = cell_metadata.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise ValueError(f"cell {index}'s tags are {_kind(tags)}, not a list of strings")
+        if cell.get("cell_type") != "code":
             continue
-        tags = (cell.get("metadata") or {}).get("tags") or []
         source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise ValueError(f"cell {index}'s source is a {_kind(source)}, not text")
         for tag in tags:
-            if isinstance(tag, str) and tag.startswith(EXERCISE_TAG):
+            if tag.startswith(EXERCISE_TAG):
                 sources[tag[len(EXERCISE_TAG):]] = source
     return number, sources
 
 
-# -- the worker: runs one notebook's exercise cells, one after the other ------------------------------
+# -- the worker: runs the learner's code, and only reports what it returned ------------------------------
 
 def _as_python(source: str) -> str:
     """Cell source as plain Python: IPython's ``%magic``, ``%%cell magic`` and ``!shell`` lines are
@@ -107,16 +168,25 @@ def _as_python(source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_exercise(exercise_id: str, source: str) -> dict:
-    """Run one exercise cell and its check; a dict with ``status`` and ``message``."""
-    from tfa_core.teaching.exercises import check, get_exercise
+def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
+
+def _run_cell(exercise_id: str, source: str, state: dict) -> dict:
+    """Run one exercise cell in the worker; keep what it defines in ``state``; say how it went."""
+    from tfa_core.teaching.exercises import get_exercise
+    from tfa_core.teaching.exercises.checking import build_cases, describe_value
+
+    state.clear()
     exercise = get_exercise(exercise_id)
     try:
         code = compile(_as_python(source), f"<exercise cell {exercise_id}>", "exec")
-    except SyntaxError as error:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        if not isinstance(error, SyntaxError):
+            return dict(cell=SYNTAX_ERROR, message=f"the cell cannot be compiled ({type(error).__name__})")
         where = f"line {error.lineno}: {(error.text or '').strip()}" if error.lineno else ""
-        return dict(status=SYNTAX_ERROR, message=f"{error.msg} ({where})" if where else error.msg)
+        return dict(cell=SYNTAX_ERROR, message=_short(f"{error.msg} ({where})" if where else error.msg))
     namespace: dict = {"__name__": "__exercise__"}
     try:
         exec(PREAMBLE, namespace)
@@ -126,140 +196,271 @@ def _run_exercise(exercise_id: str, source: str) -> dict:
         if isinstance(error, NameError):
             hint = ("; the grader runs the exercise cell on its own, so everything the function "
                     "needs must be defined in that cell")
-        return dict(status="error", message=f"the cell raised {type(error).__name__}: {error}{hint}")
+        return dict(cell="error", message=_short(f"the cell raised {type(error).__name__}: {error}") + hint)
     function = namespace.get(exercise.function)
     if function is None:
-        return dict(status=MISSING, message=f"the exercise cell does not define `{exercise.function}`")
-    result = check(exercise_id, function)
+        return dict(cell=MISSING, message=f"the exercise cell does not define `{exercise.function}`")
+    if not callable(function):
+        return dict(cell="not callable", shown=_short(describe_value(function), 300),
+                    kind=_short(type(function).__name__, 100))
+    state.update(exercise=exercise, function=function, cases=build_cases(exercise))
+    return dict(cell="ok")
+
+
+def _serve(request: dict, sources: dict, state: dict) -> dict:
+    from tfa_core.teaching.exercises.checking import run_case
+
+    if request.get("do") == "cell":
+        return _run_cell(request["id"], sources[request["id"]], state)
+    if request.get("do") == "case" and state.get("exercise") is not None and state["exercise"].id == request["id"]:
+        number = request["number"]
+        return dict(attempt=run_case(state["exercise"], state["function"], state["cases"][number - 1], number))
+    return dict(failure=f"the worker did not understand the request {request.get('do')!r}")
+
+
+def worker_main() -> None:
+    """Entry point of a worker process: read the cells and then requests as JSON lines on stdin;
+    answer each request with one JSON line on stdout, carrying the request's nonce."""
+    control = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    report = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    # The learner's prints (and C-level output) go nowhere; the report keeps its own channel.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")
+    sys.stdin = open(os.devnull, encoding="utf-8")
+    setup = json.loads(control.readline())
+
+    def send(nonce: str, **message) -> None:
+        report.write(json.dumps(dict(message, nonce=nonce)) + "\n")
+        report.flush()
+
+    import tfa_core.teaching.exercises  # noqa: F401  -- torch and the registry, before any clock starts
+
+    send(setup["nonce"], ready=True)
+    state: dict = {}
+    for line in control:
+        request = json.loads(line)
+        try:
+            reply = _serve(request, setup["sources"], state)
+        except BaseException as error:  # noqa: BLE001
+            reply = dict(failure=_short(f"the grader could not run it: {error!r}"))
+        send(request["nonce"], **reply)
+    os._exit(0)  # do not wait for threads the learner's code may have started
+
+
+class _TimedOut(Exception):
+    pass
+
+
+class _Died(Exception):
+    pass
+
+
+class _Worker:
+    """A worker process and the grader's end of its pipes. :meth:`ask` sends one request and waits for
+    the one reply that carries its nonce; every other line the worker writes is dropped unread."""
+
+    def __init__(self, sources: dict[str, str]):
+        command = [sys.executable, "-c", "from tfa_core.teaching.grading import worker_main; worker_main()"]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, start_new_session=(os.name == "posix"))
+        self._lock = threading.Lock()
+        self._replies: queue.Queue = queue.Queue()
+        self._expected: str | None = secrets.token_hex(16)
+        self.spent = 0.0  # seconds spent waiting for the worker, reset per exercise
+        setup = json.dumps(dict(nonce=self._expected, sources=sources)) + "\n"
+        threading.Thread(target=self._write, args=(setup,), daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _write(self, line: str) -> bool:
+        try:
+            self.process.stdin.write(line.encode("utf-8"))
+            self.process.stdin.flush()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def _read(self) -> None:
+        stream = self.process.stdout
+        try:
+            while True:
+                line = stream.readline(MAX_LINE)
+                if not line:
+                    break
+                if not line.endswith(b"\n") and len(line) >= MAX_LINE:  # too long to be ours: skip it
+                    while line and not line.endswith(b"\n"):
+                        line = stream.readline(MAX_LINE)
+                    continue
+                with self._lock:
+                    nonce = self._expected
+                if nonce is None or nonce.encode("ascii") not in line:
+                    continue  # not an answer to the question now asked
+                try:
+                    message = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if type(message) is not dict or message.get("nonce") != nonce:
+                    continue
+                with self._lock:
+                    if self._expected != nonce:
+                        continue
+                    self._expected = None  # one reply per request
+                self._replies.put(message)
+        except (OSError, ValueError):
+            pass
+        self._replies.put(None)  # end of output: the worker has exited
+
+    def _wait(self, seconds: float) -> dict:
+        started = time.monotonic()
+        try:
+            message = self._replies.get(timeout=max(seconds, 0.001))
+        except queue.Empty:
+            raise _TimedOut from None
+        finally:
+            self.spent += time.monotonic() - started
+        if message is None:
+            raise _Died
+        return message
+
+    def ready(self, seconds: float) -> None:
+        self._wait(seconds)
+
+    def ask(self, seconds: float, **request) -> dict:
+        nonce = secrets.token_hex(16)
+        with self._lock:
+            self._expected = nonce
+        if not self._write(json.dumps(dict(request, nonce=nonce)) + "\n"):
+            raise _Died
+        return self._wait(seconds)
+
+    def stop(self) -> None:
+        """Kill the worker and anything it started."""
+        process = self.process
+        if process.poll() is None:
+            try:
+                if os.name == "posix":
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+            except (ProcessLookupError, PermissionError):
+                process.kill()
+        process.wait()
+
+
+# -- grading: the verdict is computed here, from the values the worker sent ------------------------------
+
+_REACHING = re.compile(
+    r"^[ \t]*(?:from|import)[ \t]+(?:tfa_core|solutions)\b"  # imports of the answers
+    r"|\b(?:sys\._getframe|inspect\.(?:stack|currentframe|getouterframes)|f_back|f_globals|gc\.get_(?:objects|referrers)"
+    r"|sys\.modules|/proc/self|__import__|importlib|setprofile|settrace|runpy|solutions/)",
+    re.MULTILINE)
+
+
+def _reaches(source: str) -> str:
+    """What in the cell's text imports the answers or reaches into the grader (read, never run here)."""
+    found = list(dict.fromkeys(match.group(0).strip() for match in _REACHING.finditer(source[:1_000_000])))
+    if not found:
+        return ""
+    return "the cell uses " + ", ".join(f"`{_short(text, 60)}`" for text in found[:5])
+
+
+def _outcome(result, source_flag: str = "") -> dict:
+    """A row's status, message and flag from a ``CheckResult``."""
     message = result.message
     if not result.correct:
         for name, value in result.details():
             if name in ("input", "hint") or (name == "got" and result.status == "error"):
                 message += f"; {name}: {' '.join(value.split())}"
-    return dict(status=result.status, message=message)
+    flag = "; ".join(note for note in (result.flag, source_flag) if note)
+    return dict(status=result.status, message=message, flag=flag)
 
 
-def worker_main() -> None:
-    """Entry point of a worker process: read jobs as JSON on stdin, report on stdout."""
-    jobs = json.loads(sys.stdin.read())
-    # The learner's prints (and C-level output) go nowhere; the report keeps its own channel.
-    report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):
-        os.dup2(devnull, fd)
-    sys.stdout = open(os.devnull, "w", encoding="utf-8")
+def _grade_exercise(worker: _Worker, exercise_id: str, source: str, timeout: float) -> dict:
+    """Grade one exercise with this worker; raises ``_TimedOut`` or ``_Died``."""
+    from tfa_core.teaching.exercises import CheckResult, get_exercise
+    from tfa_core.teaching.exercises.checking import ERROR, Judge, not_callable
 
-    def send(**message) -> None:
-        report.write(json.dumps(message) + "\n")
-        report.flush()
-
-    import tfa_core.teaching.exercises  # noqa: F401  -- torch and the registry, before any clock starts
-
-    send(event="ready")
-    for job in jobs:
-        send(event="start", id=job["id"])
-        try:
-            outcome = _run_exercise(job["id"], job["source"])
-        except BaseException as error:  # noqa: BLE001
-            outcome = dict(status="error", message=f"the grader could not run it: {error!r}")
-        send(event="done", id=job["id"], **outcome)
-    os._exit(0)  # do not wait for threads the learner's code may have started
-
-
-def _start_worker(jobs: list[dict]) -> tuple[subprocess.Popen, queue.Queue]:
-    command = [sys.executable, "-c", "from tfa_core.teaching.grading import worker_main; worker_main()"]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, encoding="utf-8",
-                               start_new_session=(os.name == "posix"))
-    lines: queue.Queue = queue.Queue()
-
-    def read() -> None:
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)  # end of output: the worker has exited
-
-    threading.Thread(target=read, daemon=True).start()
-    process.stdin.write(json.dumps(jobs))
-    process.stdin.close()
-    return process, lines
-
-
-def _stop_worker(process: subprocess.Popen) -> None:
-    """Kill the worker and anything it started."""
-    if process.poll() is None:
-        try:
-            if os.name == "posix":
-                os.killpg(process.pid, signal.SIGKILL)
-            else:
-                process.kill()
-        except ProcessLookupError:
-            pass
-    process.wait()
-
-
-def _next_message(lines: queue.Queue, seconds: float) -> dict | None:
-    """The worker's next message; ``None`` when it exited; ``queue.Empty`` when time ran out."""
-    while True:
-        line = lines.get(timeout=seconds)
-        if line is None:
-            return None
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue  # not ours
+    exercise = get_exercise(exercise_id)
+    source_flag = _reaches(source)
+    worker.spent = 0.0
+    reply = worker.ask(timeout, do="cell", id=exercise_id)
+    cell = reply.get("cell")
+    if cell in (SYNTAX_ERROR, "error", MISSING):
+        return dict(status=cell, message=_short(reply.get("message")), flag=source_flag)
+    if cell == "not callable":
+        return _outcome(not_callable(exercise, _short(reply.get("shown"), 300), _short(reply.get("kind"), 100)),
+                        source_flag)
+    if cell != "ok":
+        return dict(status=ERROR, message=_short(reply.get("failure") or "the worker sent no answer the grader "
+                                                 "could read"), flag=source_flag)
+    try:
+        judge = Judge(exercise)
+    except Exception as error:  # a bug on our side
+        return _outcome(CheckResult(exercise.id, ERROR, f"the check itself failed to build its inputs: {error!r}"),
+                        source_flag)
+    for number in range(1, judge.total + 1):
+        reply = worker.ask(timeout - worker.spent, do="case", id=exercise_id, number=number)
+        if "attempt" not in reply:  # the worker failed: only ever a failure, whatever the reply claims
+            return dict(status=ERROR, message=_short(f"case {number} of {judge.total} could not be run: "
+                                                     f"{reply.get('failure') or 'no answer'}"), flag=source_flag)
+        failure = judge.judge(number, reply["attempt"])
+        if failure is not None:
+            return _outcome(failure, source_flag)
+    return _outcome(judge.correct(), source_flag)
 
 
 def _run_jobs(jobs: list[dict], timeout: float) -> dict[str, dict]:
-    """Run jobs in workers, one at a time, each within ``timeout`` seconds; outcome per id."""
+    """Grade jobs (``id``, ``source``) in workers, one at a time, each within ``timeout`` seconds of the
+    worker's time; outcome per id."""
     outcomes: dict[str, dict] = {}
     pending = list(jobs)
     while pending:
-        process, lines = _start_worker(pending)
+        worker = _Worker({job["id"]: job["source"] for job in pending})
         try:
             try:
-                ready = _next_message(lines, STARTUP_SECONDS)
-            except queue.Empty:
-                ready = None
-            if ready is None or ready.get("event") != "ready":
+                worker.ready(STARTUP_SECONDS)
+            except (_TimedOut, _Died):
                 for job in pending:
                     outcomes[job["id"]] = dict(status=CRASHED, message="the grading worker did not start "
                                                "(can this Python import tfa_core?)")
                 return outcomes
             while pending:
-                current = pending[0]["id"]
+                job = pending.pop(0)
                 try:
-                    message = _next_message(lines, timeout)
-                    while message is not None and message.get("event") == "start":
-                        message = _next_message(lines, timeout)
-                except queue.Empty:
-                    outcomes[current] = dict(status=TIMEOUT, message=f"still running after {timeout:g} s "
-                                             "(an endless loop?); stopped")
-                    pending.pop(0)
+                    outcomes[job["id"]] = _grade_exercise(worker, job["id"], job["source"], timeout)
+                except _TimedOut:
+                    outcomes[job["id"]] = dict(status=TIMEOUT, message=f"still running after {timeout:g} s "
+                                               "(an endless loop?); stopped", flag=_reaches(job["source"]))
                     break  # a fresh worker for the rest
-                if message is None:
-                    outcomes[current] = dict(status=CRASHED, message="the Python process running this "
-                                             "exercise died (os._exit, a crash, or out of memory)")
-                    pending.pop(0)
+                except _Died:
+                    outcomes[job["id"]] = dict(status=CRASHED, message="the Python process running this "
+                                               "exercise died (os._exit, a crash, or out of memory)",
+                                               flag=_reaches(job["source"]))
                     break
-                outcomes[message["id"]] = dict(status=message["status"], message=message["message"])
-                pending = [job for job in pending if job["id"] != message["id"]]
         finally:
-            _stop_worker(process)
+            worker.stop()
     return outcomes
 
 
-# -- grading ---------------------------------------------------------------------------------------
-
 def grade_notebook(path: str | os.PathLike, timeout: float = 30.0) -> list[Grade]:
     """One row per exercise of this notebook, in course order (none for a notebook without exercises,
-    such as 00)."""
+    such as 00); one ``unreadable`` row for a file that is not a well-formed course notebook."""
+    name = str(path)
+    try:
+        return _grade_notebook(path, timeout)
+    except Exception as error:  # noqa: BLE001 -- one odd notebook must not stop the class's table
+        return [Grade(name, "-", UNREADABLE, _short(f"the grader failed on this notebook: {error!r}"))]
+
+
+def _grade_notebook(path, timeout: float) -> list[Grade]:
     from tfa_core.teaching.exercises import list_exercises
 
     name = str(path)
     try:
         number, sources = read_exercise_cells(path)
     except ValueError as error:
-        return [Grade(name, "-", UNREADABLE, str(error))]
+        return [Grade(name, "-", UNREADABLE, _short(str(error)))]
     if number is None:
         return [Grade(name, "-", UNREADABLE, "cannot tell which course notebook this is: neither its "
                       "metadata (tfa_course.notebook) nor its file name (01_...) says")]
@@ -269,7 +470,9 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 30.0) -> list[Grade
     rows = []
     for exercise_id in exercise_ids:
         if exercise_id in outcomes:
-            rows.append(Grade(name, exercise_id, outcomes[exercise_id]["status"], outcomes[exercise_id]["message"]))
+            outcome = outcomes[exercise_id]
+            rows.append(Grade(name, exercise_id, outcome["status"], _short(outcome["message"]),
+                              _short(outcome.get("flag", ""))))
         else:
             rows.append(Grade(name, exercise_id, MISSING, f"no cell tagged {EXERCISE_TAG}{exercise_id} "
                               "(was the exercise cell deleted?)"))
@@ -280,32 +483,58 @@ def grade_notebooks(paths, timeout: float = 30.0, jobs: int = 1) -> list[Grade]:
     """Rows for every notebook; a folder stands for the ``*.ipynb`` files under it."""
     notebooks: list[Path] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            notebooks.extend(p for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts)
-        else:
-            notebooks.append(path)
+        try:
+            if path.is_dir():
+                notebooks.extend(p for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts)
+                continue
+        except OSError:
+            pass
+        notebooks.append(path)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         per_notebook = list(pool.map(lambda p: grade_notebook(p, timeout), notebooks))
     return [row for rows in per_notebook for row in rows]
 
 
+_SHOWN_AS_SPACE = "\n\t\v\f"
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: line breaks and tabs become spaces, and every other control or
+    format character (``\\r``, ANSI escapes, bidirectional overrides, lone surrogates) is written as
+    its escape, so a message can neither forge nor hide rows."""
+    out = []
+    for character in str(text):
+        if character in _SHOWN_AS_SPACE:
+            out.append(" ")
+        elif unicodedata.category(character) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            out.append(character.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(character)
+    return "".join(out)
+
+
 def format_table(grades: list[Grade]) -> str:
-    """The score table: one row per exercise, then each notebook's score and the total."""
+    """The score table: one row per exercise, then each notebook's score and the total. A flagged row's
+    message starts with ``[flagged: ...]``."""
     header = Grade("notebook", "exercise", "status", "message")
-    widths = [max(len(getattr(g, field)) for g in [header, *grades])
-              for field in ("notebook", "exercise", "status")]
+    shown = [[printable(g.notebook), printable(g.exercise), printable(g.status),
+              printable(f"[flagged: {g.flag}] {g.message}" if g.flag else g.message)] for g in [header, *grades]]
+    widths = [max(len(row[i]) for row in shown) for i in range(3)]
     lines = []
-    for i, grade in enumerate([header, *grades]):
-        lines.append("  ".join(value.ljust(width) for value, width in
-                               zip((grade.notebook, grade.exercise, grade.status), widths)) + "  " + grade.message)
+    for i, row in enumerate(shown):
+        lines.append("  ".join(value.ljust(width) for value, width in zip(row[:3], widths)) + "  " + row[3])
         if i == 0:
             lines.append("  ".join("-" * width for width in widths) + "  " + "-" * 7)
     lines.append("")
     notebooks = list(dict.fromkeys(g.notebook for g in grades))
     for notebook in notebooks:
         rows = [g for g in grades if g.notebook == notebook]
-        lines.append(f"{notebook}: {sum(g.correct for g in rows)} of {len(rows)} correct")
-    lines.append(f"total: {sum(g.correct for g in grades)} of {len(grades)} correct")
+        flagged = sum(bool(g.flag) for g in rows)
+        lines.append(f"{printable(notebook)}: {sum(g.correct for g in rows)} of {len(rows)} correct"
+                     + (f" ({flagged} flagged)" if flagged else ""))
+    flagged = sum(bool(g.flag) for g in grades)
+    lines.append(f"total: {sum(g.correct for g in grades)} of {len(grades)} correct"
+                 + (f" ({flagged} flagged)" if flagged else ""))
     return "\n".join(lines)
 
 

@@ -9,14 +9,30 @@ bias with the wrong sign, the closed-form slopes) are recognised by name.
 ``check`` never raises into the notebook: an unfinished stub, an exception in the learner's code or a
 wrong type all come back as a :class:`CheckResult`, which prints as text in a terminal and as a
 coloured box in a notebook.
+
+A check has two halves, so that the grader can keep them in two processes: :func:`run_case` calls the
+learner's function on one case and describes what happened as plain data (what it returned, through
+:mod:`.transport`, or what it raised); :class:`Judge` builds the same case itself, computes the
+reference and compares. ``check`` runs both halves here; ``tfa grade`` runs ``run_case`` in a worker
+process next to the learner's code and the :class:`Judge` in its own, where the learner's code never
+runs. The messages are the same either way.
+
+While the learner's function runs, :func:`run_case` also notes (best effort) whether it calls
+tfa_core's own implementation of the answer or code from ``solutions/``: the result then carries a
+``flag``. Checking cannot stop copying, but it can say so.
 """
 
 from __future__ import annotations
 
 import copy
+import dis
+import functools
 import html
+import sys
 import sysconfig
+import threading
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +53,9 @@ __all__ = [
     "list_exercises",
     "check",
     "describe_value",
+    "run_case",
+    "Judge",
+    "build_cases",
 ]
 
 CORRECT = "correct"
@@ -71,6 +90,17 @@ class Exercise:
     ``id`` is ``"<notebook number>.<name>"`` (``"03.slopes"``); ``function`` is the name the learner
     defines in the exercise cell; ``cases`` builds the inputs (lazily, so importing is cheap);
     ``compare(expected, got)`` returns ``None`` when they agree and otherwise what differs, in words.
+
+    ``observe(answer, *args)``, optional, turns what the learner's function returned into plain data
+    (tensors, numbers, strings, lists, tuples, dicts) before ``compare`` sees it: for answers that are
+    objects, such as an ``nn.Module`` class the learner writes (``function`` is then the class, called
+    with the case's ``args``), ``observe`` might run the module on fixed inputs and return its outputs.
+    It receives the ``args`` the function was called with, after the call, so it can also read what a
+    function changed in place. It runs in the process that ran the learner's code, on the learner's
+    answer and, in the checking process, on the reference's; anything else that reaches ``compare``
+    arrives as a stand-in that keeps only its type's name (see :mod:`.transport`).
+    Cases must build the same inputs every time (seed any randomness): the grader builds them in two
+    processes.
     """
 
     id: str
@@ -80,6 +110,7 @@ class Exercise:
     cases: Callable[[], list[Case]]
     compare: Callable[[Any, Any], str | None]
     mistakes: list[Mistake] = field(default_factory=list)
+    observe: Callable[..., Any] | None = None
 
     @property
     def notebook(self) -> str:
@@ -121,7 +152,8 @@ _COLOURS = {CORRECT: "#2e7d32", NOT_ATTEMPTED: "#757575", INCORRECT: "#c62828", 
 class CheckResult:
     """What :func:`check` found. ``status`` is one of ``"correct"``, ``"not attempted"``,
     ``"incorrect"`` or ``"error"`` (the code raised); ``message`` says it in one line; ``case``,
-    ``expected``, ``got`` and ``hint`` locate a failure."""
+    ``expected``, ``got`` and ``hint`` locate a failure; ``flag`` is set when the answer seems to use
+    tfa_core's own implementation or the solutions (a note, not a failure)."""
 
     exercise: str
     status: str
@@ -132,6 +164,7 @@ class CheckResult:
     hint: str = ""
     passed: int = 0
     total: int = 0
+    flag: str = ""
 
     @property
     def correct(self) -> bool:
@@ -139,14 +172,15 @@ class CheckResult:
 
     def details(self) -> list[tuple[str, str]]:
         """The labelled lines under the headline, in order."""
-        rows = [("input", self.case), ("expected", self.expected), ("got", self.got), ("hint", self.hint)]
+        rows = [("input", self.case), ("expected", self.expected), ("got", self.got), ("hint", self.hint),
+                ("note", self.flag)]
         return [(name, value) for name, value in rows if value]
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (what the grader's worker sends back)."""
         return dict(exercise=self.exercise, status=self.status, message=self.message, case=self.case,
                     expected=self.expected, got=self.got, hint=self.hint, passed=self.passed,
-                    total=self.total)
+                    total=self.total, flag=self.flag)
 
     def __str__(self) -> str:
         lines = [f"{_SYMBOLS.get(self.status, '?')} {self.exercise}: {self.status} — {self.message}"]
@@ -188,8 +222,10 @@ def describe_value(value: Any, limit: int = 32) -> str:
     """A short, readable rendering of a value for a failure message: tensors show their shape and,
     when small enough, their numbers."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
         kind = f"tensor of shape {tuple(value.shape)}, dtype {str(value.dtype).replace('torch.', '')}"
+        if value.is_meta:  # what the transport sends for a tensor too large to carry
+            return f"{kind} (too large to show)"
+        value = value.detach().cpu()
         if value.numel() > limit:
             flat = value.flatten()[:8]
             numbers = ", ".join(_format_number(float(x)) for x in flat)
@@ -211,7 +247,317 @@ def _nested(values) -> str:
     return _format_number(values)
 
 
-# -- check -----------------------------------------------------------------------------------------
+# -- noticing copies (best effort) ---------------------------------------------------------------------
+
+_PACKAGE = Path(__file__).resolve().parents[2]  # tfa_core/
+_SOLUTIONS = _PACKAGE.parent / "solutions"
+_MACHINERY = {_PACKAGE / "teaching" / "exercises" / name for name in ("checking.py", "comparing.py", "transport.py")} | {
+    _PACKAGE / "teaching" / "grading.py",
+    _PACKAGE / "model" / "config.py",  # configs are inputs: reading their fields is not copying
+}
+
+
+@functools.lru_cache(maxsize=8192)
+def _origin(filename: str) -> str | None:
+    """``"tfa_core/model/alibi.py"`` for tfa_core's own code, ``"solutions/03_alibi.py"`` for the
+    reference solutions, ``None`` for anything else (the learner's code, torch, the checking machinery)."""
+    if not filename or filename.startswith("<"):
+        return None
+    try:
+        path = Path(filename).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return None
+    if path in _MACHINERY:
+        return None
+    for root in (_PACKAGE, _SOLUTIONS):
+        if path.is_relative_to(root):
+            return f"{root.name}/{path.relative_to(root).as_posix()}"
+    return None
+
+
+_SAME_OP = {"LOAD_METHOD": "LOAD_ATTR"}  # the compiler picks one or the other from the module's imports
+_NOT_COUNTED = {"CACHE", "PRECALL", "PUSH_NULL", "RESUME", "NOP", "EXTENDED_ARG", "KW_NAMES"}
+_JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
+
+
+def _fingerprint(code: types.CodeType) -> tuple:
+    """What a function's code does, without where it was written: equal for the same source pasted
+    into another file or exec'd (names, constants and docstring included, jump offsets and the
+    compiler's choices that depend on the surrounding module left out)."""
+    operations = tuple(
+        (_SAME_OP.get(op.opname, op.opname),
+         None if op.opcode in _JUMPS else _fingerprint(op.argval) if isinstance(op.argval, types.CodeType)
+         else repr(op.argval))
+        for op in dis.get_instructions(code) if op.opname not in _NOT_COUNTED)
+    strings = tuple(c for c in code.co_consts if isinstance(c, str))
+    return (operations, strings, code.co_varnames, code.co_argcount)
+
+
+@functools.lru_cache(maxsize=1)
+def _solution_fingerprints() -> dict[tuple, str]:
+    """The fingerprint of every function in ``solutions/*.py`` (none when the folder is not there)."""
+    found: dict[tuple, str] = {}
+
+    def walk(code: types.CodeType, where: str) -> None:
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                found[_fingerprint(const)] = f"{where}: {const.co_qualname}"
+                walk(const, where)
+
+    for path in sorted(_SOLUTIONS.glob("*.py")) if _SOLUTIONS.is_dir() else []:
+        try:
+            walk(compile(path.read_text(encoding="utf-8"), str(path), "exec"), f"solutions/{path.name}")
+        except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+            continue
+    return found
+
+
+class _CallWatch:
+    """While active (``with``), notes the tfa_core functions entered from code outside tfa_core, and
+    any code of the solutions that runs. ``depth=1`` also notes the tfa_core functions that those call
+    directly (used on a reference that is a small wrapper, to see what it wraps)."""
+
+    def __init__(self, depth: int = 0, transparent: tuple = ()):
+        self.depth = depth
+        self.transparent = set(transparent)  # code objects not counted as tfa_core frames (observe)
+        self.tfa_core: set[str] = set()
+        self.solutions: set[str] = set()
+        self._fingerprints: dict[types.CodeType, str | None] = {}
+
+    def __enter__(self) -> "_CallWatch":
+        _solution_fingerprints()  # compile the solutions before anything is timed or watched
+        self._previous = sys.getprofile()
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.setprofile(self._previous)
+
+    def _profile(self, frame, event, arg) -> None:
+        if event != "call":
+            return
+        code = frame.f_code
+        origin = _origin(code.co_filename)
+        if origin is None:
+            if code.co_filename.startswith("<"):  # exec'd or pasted code: is it a solution's?
+                if code not in self._fingerprints and len(self._fingerprints) < 4096:
+                    self._fingerprints[code] = _solution_fingerprints().get(_fingerprint(code))
+                if self._fingerprints.get(code) and "<locals>" not in self._fingerprints[code]:
+                    self.solutions.add(self._fingerprints[code])
+            return
+        if origin.startswith("solutions/"):
+            if "<locals>" not in code.co_qualname and code.co_name != "<module>":
+                self.solutions.add(f"{origin}: {code.co_qualname}")
+            return
+        above, caller = 0, frame.f_back
+        while caller is not None and above <= self.depth:
+            if caller.f_code not in self.transparent and _origin(caller.f_code.co_filename) is not None:
+                above += 1
+            caller = caller.f_back
+        if above <= self.depth:
+            self.tfa_core.add(f"{origin}:{code.co_qualname}:{code.co_firstlineno}")
+
+
+def _describe_call(call: str) -> str:
+    """``"tfa_core/model/alibi.py:alibi_slopes:12"`` -> ``"tfa_core's alibi_slopes (tfa_core/model/alibi.py)"``."""
+    where, name, _ = (call.rsplit(":", 2) + ["", ""])[:3]
+    return f"tfa_core's {name} ({where})"
+
+
+# -- one case, in the process that runs the learner's code -----------------------------------------------
+
+_TEXT_LIMIT = 1000
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 3] + "..."
+
+
+def build_cases(exercise: Exercise) -> list[Case]:
+    """The exercise's cases, built with torch's random state seeded and then restored, so that every
+    process that builds them gets the same inputs."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        return list(exercise.cases())
+
+
+def run_case(exercise: Exercise, function: Callable[..., Any], case: Case, number: int) -> dict:
+    """Call the learner's ``function`` on ``case`` (number ``number``, from 1) and say what happened, as
+    plain data: ``value`` (what it returned, after ``exercise.observe``, through :func:`.transport.to_plain`),
+    ``stub`` (it returned ``...``), or ``raised`` / ``error`` / ``where`` / ``not_implemented``; and
+    ``calls`` / ``solutions``, the tfa_core functions and solution code it ran (best effort). Never
+    raises, except ``KeyboardInterrupt``."""
+    from .transport import to_plain
+
+    attempt = dict(value=None, stub=False, raised="", error="", where="", not_implemented=False,
+                   calls=[], solutions=[])
+    observe = exercise.observe
+    watch = _CallWatch(transparent=(getattr(observe, "__code__", None),))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(number)
+        try:
+            args = copy.deepcopy(case.args)
+            with watch:
+                answer = function(*args)
+                attempt["stub"] = answer is Ellipsis
+                value = observe(answer, *args) if observe is not None and answer is not Ellipsis else answer
+            attempt["value"] = to_plain(value)
+        except (Exception, SystemExit) as error:
+            attempt.update(raised=_short(type(error).__name__), error=_short(_text_of(error)),
+                           where=_short(_where_it_failed(error)),
+                           not_implemented=isinstance(error, NotImplementedError), value=None)
+    attempt["calls"] = sorted(watch.tfa_core)
+    attempt["solutions"] = sorted(watch.solutions)
+    return attempt
+
+
+def _text_of(error: BaseException) -> str:
+    try:
+        return str(error)
+    except BaseException:  # noqa: BLE001 -- a learner's exception whose __str__ fails
+        return "<an exception that cannot be shown>"
+
+
+# -- judging, in the process that checks -----------------------------------------------------------------
+
+def _read_attempt(data) -> dict:
+    """An attempt from :func:`run_case`, checked field by field (it may have crossed a pipe from a
+    process the learner's code ran in). Raises ``ValueError`` for anything else."""
+    from .transport import from_plain
+
+    fields = dict(stub=bool, raised=str, error=str, where=str, not_implemented=bool, calls=list, solutions=list)
+    if type(data) is not dict or any(type(data.get(name)) is not kind for name, kind in fields.items()):
+        raise ValueError("not an attempt")
+    attempt = {name: data[name] for name in fields}
+    for name in ("raised", "error", "where"):
+        attempt[name] = _short(attempt[name])
+    for name in ("calls", "solutions"):
+        if not all(type(item) is str and len(item) < 500 for item in attempt[name][:100]):
+            raise ValueError(f"bad {name}")
+        attempt[name] = attempt[name][:100]
+    attempt["value"] = from_plain(data.get("value")) if not attempt["raised"] else None
+    return attempt
+
+
+_RANDOM_STATE = threading.RLock()  # the grader judges several notebooks at once, in threads
+
+
+class Judge:
+    """The checking half of a check: it builds the exercise's cases itself, computes the reference
+    answer for each, and compares it with an attempt that :func:`run_case` described. It never calls
+    the learner's code, so it can live in a process that the learner's code cannot reach.
+
+    ``judge(number, attempt)`` gives ``None`` while the cases agree, else the :class:`CheckResult`;
+    ``correct()`` the result once every case has agreed. Raises what ``exercise.cases()`` raises."""
+
+    def __init__(self, exercise: Exercise):
+        self.exercise = exercise
+        with _RANDOM_STATE:
+            self.cases = build_cases(exercise)
+        self.total = len(self.cases)
+        reference_file = getattr(getattr(exercise.reference, "__code__", None), "co_filename", "")
+        wrapper = (_origin(reference_file) or "").startswith("tfa_core/teaching/exercises/")
+        self._reference_depth = 1 if wrapper else 0  # a wrapper: what it wraps is the answer too
+        self._reference_calls: set[str] = set()
+        self._learner_calls: set[str] = set()
+        self._solutions: set[str] = set()
+
+    def _call(self, function, case: Case, number: int, watch: _CallWatch | None = None):
+        args = copy.deepcopy(case.args)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(number)
+            if watch is None:
+                answer = function(*args)
+            else:
+                with watch:
+                    answer = function(*args)
+            if self.exercise.observe is not None:
+                answer = self.exercise.observe(answer, *args)
+        return answer
+
+    def flag(self) -> str:
+        """What the answers so far suggest was copied, in words; ``""`` when nothing."""
+        notes = []
+        copied = sorted(self._learner_calls & self._reference_calls)
+        if copied:
+            notes.append("calls " + ", ".join(map(_describe_call, copied)) + ", which the check takes as the answer")
+        if self._solutions:
+            notes.append("runs the reference solution (" + ", ".join(sorted(self._solutions)) + ")")
+        return "; ".join(notes)
+
+    def correct(self) -> CheckResult:
+        return CheckResult(self.exercise.id, CORRECT, f"all {self.total} cases agree with tfa_core",
+                           passed=self.total, total=self.total, flag=self.flag())
+
+    def judge(self, number: int, data) -> CheckResult | None:
+        """``None`` when the attempt at case ``number`` (from 1) agrees with the reference, else what went wrong."""
+        with _RANDOM_STATE:
+            return self._judge(number, data)
+
+    def _judge(self, number: int, data) -> CheckResult | None:
+        exercise, case, total = self.exercise, self.cases[number - 1], self.total
+        where = f"case {number} of {total}"
+        failed = dict(case=case.label, hint=case.hint, passed=number - 1, total=total)
+        try:
+            watch = _CallWatch(depth=self._reference_depth)
+            expected = self._call(exercise.reference, case, number, watch)
+            self._reference_calls |= watch.tfa_core
+        except Exception as error:  # a bug on our side
+            return CheckResult(exercise.id, ERROR, f"the reference answer failed ({where}): {error!r}", **failed)
+        try:
+            attempt = _read_attempt(data)
+        except (ValueError, RecursionError):
+            return CheckResult(exercise.id, ERROR, f"what your function returned could not be read ({where})",
+                               **failed, flag=self.flag())
+        self._learner_calls |= set(attempt["calls"])
+        self._solutions |= set(attempt["solutions"])
+        failed["flag"] = self.flag()
+        if attempt["raised"]:
+            if attempt["not_implemented"]:
+                if number == 1:
+                    return CheckResult(exercise.id, NOT_ATTEMPTED,
+                                       f"write `{exercise.function}` in the exercise cell above (replace "
+                                       "`raise NotImplementedError`), run it, then run this cell again",
+                                       total=total, flag=failed["flag"])
+                return CheckResult(exercise.id, INCORRECT, f"your function raised NotImplementedError ({where})",
+                                   got=f"NotImplementedError({attempt['error']})", **failed)
+            line = attempt["where"]
+            return CheckResult(exercise.id, ERROR, f"your function raised {attempt['raised']} ({where})",
+                               got=f"{attempt['raised']}: {attempt['error']}" + (f"\n(at {line})" if line else ""),
+                               **failed)
+        if attempt["stub"] and number == 1:
+            return CheckResult(exercise.id, NOT_ATTEMPTED,
+                               f"`{exercise.function}` still returns `...`; write it in the exercise cell "
+                               "above, run it, then run this cell again", total=total, flag=failed["flag"])
+        got = attempt["value"]
+        if got is None:
+            failed["hint"] = "did you forget to `return` the result?"
+            return CheckResult(exercise.id, INCORRECT, f"your function returned None ({where})",
+                               expected=describe_value(expected), got="None", **failed)
+        try:
+            difference = exercise.compare(expected, got)
+        except Exception as error:
+            difference = f"could not compare what came back with the answer ({type(error).__name__}: {error})"
+        if difference is None:
+            return None
+        for mistake in exercise.mistakes:  # name the mistake, when it is a known one
+            try:
+                wrong = self._call(mistake.answer, case, number)
+            except Exception:
+                continue
+            if _agrees(exercise, wrong, got):
+                failed["hint"] = mistake.message
+                break
+        return CheckResult(exercise.id, INCORRECT, f"{difference} ({where})", expected=describe_value(expected),
+                           got=_describe_safely(got), **failed)
+
+
+def _describe_safely(value) -> str:
+    try:
+        return describe_value(value)
+    except Exception as error:  # noqa: BLE001
+        return f"{type(value).__name__} ({type(error).__name__} when shown)"
+
 
 def _agrees(exercise: Exercise, expected, got) -> bool:
     try:
@@ -238,6 +584,8 @@ def _where_it_failed(error: BaseException) -> str:
     return f"line {frame.lineno} of the exercise cell{code}"
 
 
+# -- check -----------------------------------------------------------------------------------------
+
 def check(exercise_id: str, function: Callable[..., Any]) -> CheckResult:
     """Check the learner's ``function`` against the reference for exercise ``exercise_id``.
 
@@ -251,67 +599,22 @@ def check(exercise_id: str, function: Callable[..., Any]) -> CheckResult:
     except ValueError as error:
         return CheckResult(str(exercise_id), ERROR, str(error))
     if not callable(function):
-        return CheckResult(
-            exercise.id, ERROR,
-            f"check needs the function itself, e.g. check({exercise.id!r}, {exercise.function}), "
-            f"but it was given {describe_value(function)} ({type(function).__name__})",
-        )
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        try:
-            cases = exercise.cases()
-        except Exception as error:  # a bug on our side: say so rather than blame the learner
-            return CheckResult(exercise.id, ERROR, f"the check itself failed to build its inputs: {error!r}")
-        for number, case in enumerate(cases, 1):
-            failure = _check_case(exercise, function, case, number, len(cases))
-            if failure is not None:
-                return failure
-    return CheckResult(exercise.id, CORRECT, f"all {len(cases)} cases agree with tfa_core",
-                       passed=len(cases), total=len(cases))
+        return not_callable(exercise, describe_value(function), type(function).__name__)
+    try:
+        judge = Judge(exercise)
+    except Exception as error:  # a bug on our side: say so rather than blame the learner
+        return CheckResult(exercise.id, ERROR, f"the check itself failed to build its inputs: {error!r}")
+    for number, case in enumerate(judge.cases, 1):
+        failure = judge.judge(number, run_case(exercise, function, case, number))
+        if failure is not None:
+            return failure
+    return judge.correct()
 
 
-def _check_case(exercise: Exercise, function, case: Case, number: int, total: int) -> CheckResult | None:
-    """``None`` when the learner's answer on this case agrees with the reference, else what went wrong."""
-    where = f"case {number} of {total}"
-    failed = dict(case=case.label, hint=case.hint, passed=number - 1, total=total)
-    try:
-        expected = exercise.reference(*copy.deepcopy(case.args))
-    except Exception as error:  # a bug on our side
-        return CheckResult(exercise.id, ERROR, f"the reference answer failed ({where}): {error!r}", **failed)
-    try:
-        got = function(*copy.deepcopy(case.args))
-    except NotImplementedError as error:
-        if number == 1:
-            return CheckResult(exercise.id, NOT_ATTEMPTED,
-                               f"write `{exercise.function}` in the exercise cell above (replace "
-                               "`raise NotImplementedError`), run it, then run this cell again", total=total)
-        return CheckResult(exercise.id, INCORRECT, f"your function raised NotImplementedError ({where})",
-                           got=f"NotImplementedError({error})", **failed)
-    except (Exception, SystemExit) as error:
-        line = _where_it_failed(error)
-        return CheckResult(exercise.id, ERROR, f"your function raised {type(error).__name__} ({where})",
-                           got=f"{type(error).__name__}: {error}" + (f"\n(at {line})" if line else ""),
-                           **failed)
-    if got is Ellipsis and number == 1:
-        return CheckResult(exercise.id, NOT_ATTEMPTED,
-                           f"`{exercise.function}` still returns `...`; write it in the exercise cell "
-                           "above, run it, then run this cell again", total=total)
-    if got is None:
-        failed["hint"] = "did you forget to `return` the result?"
-        return CheckResult(exercise.id, INCORRECT, f"your function returned None ({where})",
-                           expected=describe_value(expected), got="None", **failed)
-    try:
-        difference = exercise.compare(expected, got)
-    except Exception as error:
-        difference = f"could not compare what came back with the answer ({type(error).__name__}: {error})"
-    if difference is None:
-        return None
-    for mistake in exercise.mistakes:  # name the mistake, when it is a known one
-        try:
-            wrong = mistake.answer(*copy.deepcopy(case.args))
-        except Exception:
-            continue
-        if _agrees(exercise, wrong, got):
-            failed["hint"] = mistake.message
-            break
-    return CheckResult(exercise.id, INCORRECT, f"{difference} ({where})", expected=describe_value(expected),
-                       got=describe_value(got), **failed)
+def not_callable(exercise: Exercise, shown: str, kind: str) -> CheckResult:
+    """The result for a ``function`` that cannot be called (shown as ``shown``, of type ``kind``)."""
+    return CheckResult(
+        exercise.id, ERROR,
+        f"check needs the function itself, e.g. check({exercise.id!r}, {exercise.function}), "
+        f"but it was given {shown} ({kind})",
+    )
