@@ -43,7 +43,7 @@ bench: install
 
 # No venv here: a GPU machine brings its own CUDA build of torch (the CPU pin would hide the GPU).
 gpu-check:
-	PYTHONPATH=. $(PYTHON) -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_flex.py \
+	PYTHONPATH=. $(PYTHON) -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_fast_attention.py \
 		tests/test_memory.py::test_estimate_is_near_the_cuda_peak
 	PYTHONPATH=. $(PYTHON) benchmarks/cuda_throughput.py --steps 20
 

@@ -4,7 +4,7 @@
 
 Each point runs in a fresh process (peak resident memory only grows). "peak growth" is what the
 forward pass added to the process's peak resident memory, "process peak" the whole process's, torch
-included. The default path attends in query blocks (tfa_core.model.attention.QUERY_BLOCK rows, fewer past
+included. The default path attends in query blocks (tfa_core.model.fast_attention.QUERY_BLOCK rows, fewer past
 16k keys so that a block's bias stays under BLOCK_BIAS_BYTES); "dense" rows force one block holding
 the whole H x T x T bias, for comparison where it still fits. Resident memory includes what glibc
 keeps after a free; MALLOC_MMAP_THRESHOLD_=1048576 in the environment shows memory actually in use.

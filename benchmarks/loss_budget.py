@@ -4,8 +4,7 @@ to Vanilla of the same size, on the Markdown-stripped Shakespeare corpus.
     python benchmarks/loss_budget.py [--seconds 180] [--models FactoredALiBi,Vanilla]
 
 Each model gets the same budget, data, seed, batch size and schedule shape (warmup then cosine decay
-to the step count that its measured speed fits in the budget). This is a measurement, not a target:
-DESIGN.md records what a plain prototype gave on this machine.
+to the step count that its measured speed fits in the budget). This is a measurement, not a target.
 """
 
 import argparse

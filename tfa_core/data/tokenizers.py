@@ -43,7 +43,6 @@ import torch
 END_OF_TEXT = "<|endoftext|>"
 UNKNOWN_TOKEN = "<unk>"
 UNKNOWN_POLICIES = ("error", "replace")
-TOKENIZER_NAMES = ("gpt2", "character")  # "char" is accepted as a short form of "character"
 
 GPT2_VOCAB_SIZE = 50257
 GPT2_END_OF_TEXT_ID = 50256

@@ -27,7 +27,7 @@ from tfa_core.model.registry import get_model, position_scheme_of
 from tfa_core.data.tokenizers import create_tokenizer
 from tfa_core.training.trainer import Trainer, TrainingConfig
 
-__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "write_report", "plot_study", "replot"]
+__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "write_report", "plot_study"]
 
 STUDY_MODELS = ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE",
                 "Vanilla", "VanillaALiBi"]
@@ -109,20 +109,6 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
     (out_dir / "report.md").write_text(write_report(rows, **context))
     plot_study(rows, out_dir, train_length=settings["block_size"])
     return rows
-
-
-def replot(out_dir) -> None:
-    """Draw the plots again from ``results.csv`` and ``loss_by_position.json`` in ``out_dir``."""
-    out_dir = Path(out_dir)
-    with open(out_dir / "results.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    by_position = json.loads((out_dir / "loss_by_position.json").read_text())
-    for r in rows:
-        r["length"] = int(r["length"])
-        r["perplexity"] = float(r["perplexity"])
-        r["loss_by_position"] = by_position.get(f"{r['model']}/{r['mode']}/{r['length']}", [])
-    train_length = min(r["length"] for r in rows)
-    plot_study(rows, out_dir, train_length)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
