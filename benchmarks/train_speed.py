@@ -62,7 +62,7 @@ def compare(preset: str, width: int | None, vocab_size: int, batch_size: int, ro
     medians = {}
     for name, (model, _, rates) in runs.items():
         medians[name] = statistics.median(rates)
-        alibi = model.transformer.h[0].attn.alibi_slopes is not None
+        alibi = model.alibi_slopes is not None
         kernel = "fused, ALiBi bias" if alibi else "fused, is_causal"
         print(f"  {name:<14} {model.get_num_params(non_embedding=False):>11,} params  "
               f"{medians[name]:>9,.0f} tokens/s (median; min {min(rates):,.0f}, max {max(rates):,.0f})"
