@@ -345,3 +345,62 @@ def test_old_format_without_checksums_still_loads(tokenizer, tmp_path):
     with pytest.warns(UserWarning, match=r"state.json: ignored config field\(s\) \['top_k', 'weight_decay'\]"):
         saved = load_checkpoint(run)
     assert saved.step == 1 and saved.config.n_embd == 32
+
+
+# -- kills in the middle of a save -----------------------------------------------------------
+
+SAVER = """
+import sys, torch
+from tfa_core import create_tokenizer, get_model, load_alibi_config_preset
+from tfa_core.training.checkpoint import save_checkpoint
+tok = create_tokenizer("character", text="abcdefgh")
+config = load_alibi_config_preset("character", n_layer=2, n_embd=64, block_size=16).update_from_tokenizer(tok)
+model = get_model("FactoredALiBi", config)
+step = int(sys.argv[2])
+print("ready", flush=True)
+while True:
+    with torch.no_grad():
+        model.transformer.wte.weight.add_(1.0)
+    step += 1
+    save_checkpoint(sys.argv[1], model, step, tokenizer=tok, keep=2)
+"""
+
+
+def test_killed_saves_leave_an_intact_checkpoint(tmp_path):
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    step, rng = 0, random.Random(0)
+    for kill in range(3):
+        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(run), str(step)], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+        assert saver.stdout.readline().strip() == "ready"
+        time.sleep(0.3 + rng.random() * 0.5)  # somewhere in the middle of some save
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+        saved = load_checkpoint(run)  # every check passes: SHA-256, headers, shapes, no NaN
+        assert saved.step > step
+        assert torch.all(saved.model.transformer.wte.weight.isfinite())
+        step = saved.step + 1000  # the next saver writes new step numbers
+    clean = [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    from tfa_core.training.checkpoint import clean_leftovers
+
+    assert sorted(clean_leftovers(run)) == sorted(clean)
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_a_missing_latest_names_the_checkpoints_there_are(tokenizer, tmp_path, capsys):
+    run = tmp_path / "run"
+    write_run(run, tokenizer, steps=(1, 2))
+    (run / "checkpoints" / "latest").unlink()
+    assert main(["info", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "latest is missing; give a checkpoint folder instead, e.g." in err and "step-00000002" in err
+    assert main(["info", str(run / "checkpoints" / "step-00000002")]) == 0

@@ -325,6 +325,10 @@ def _resolve(path) -> Path:
     if (path / "state.json").is_file() or (path / CHECKSUMS).is_file():
         return path
     if not (checkpoint_dir(path) / "latest").exists():
+        others = [p.name for p in list_checkpoints(path)]
+        if others:
+            raise CheckpointError(f"{checkpoint_dir(path) / 'latest'} is missing; give a checkpoint folder "
+                                  f"instead, e.g. {checkpoint_dir(path) / others[-1]}")
         raise FileNotFoundError(f"no checkpoint at {path}: expected a run folder with checkpoints/latest "
                                 "or a checkpoint folder with state.json")
     try:
