@@ -18,9 +18,9 @@ def corpus(tmp_path):
     return path
 
 
-def tiny_run_args(corpus, out, batch_size=4, steps=3):
+def tiny_run_args(corpus, out, batch_size=4, steps=3, eval_interval=None):
     return ["train", "--data", str(corpus), "--n-layer", "2", "--n-embd", "32", "--block-size", "32",
-            "--batch-size", str(batch_size), "--steps", str(steps), "--eval-interval", str(steps),
+            "--batch-size", str(batch_size), "--steps", str(steps), "--eval-interval", str(eval_interval or steps),
             "--eval-batches", "1", "--dropout", "0", "--warmup-steps", "1", "--no-progress", "--out", str(out)]
 
 
@@ -55,10 +55,10 @@ def test_train_info_generate_evaluate(corpus, tmp_path, capsys):
 
 def test_resume_from_the_command_line(corpus, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(tiny_run_args(corpus, run, steps=2)) == 0
-    assert main(tiny_run_args(corpus, run, steps=2)) == 2
+    assert main(tiny_run_args(corpus, run, steps=2, eval_interval=2)) == 0
+    assert main(tiny_run_args(corpus, run, steps=2, eval_interval=2)) == 2
     assert "add --resume" in capsys.readouterr().err
-    assert main(tiny_run_args(corpus, run, steps=4) + ["--resume"]) == 0
+    assert main(tiny_run_args(corpus, run, steps=4, eval_interval=2) + ["--resume"]) == 0
     assert "resuming" in capsys.readouterr().out
     assert (run / "checkpoints" / "step-00000004").is_dir()
 
@@ -68,7 +68,7 @@ def test_resume_from_the_command_line(corpus, tmp_path, capsys):
     [
         (["train", "--data", "no/such/file.txt", "--out", "x"], "data 'no/such/file.txt' not found"),
         (["train", "--n-head", "5", "--out", "x"], "must be divisible by n_head (5)"),
-        (["train", "--preset", "gigantic", "--out", "x"], "unknown preset 'gigantic'"),
+        (["train", "--preset", "gigantic", "--out", "x"], "invalid choice: 'gigantic'"),
         (["info", "no/such/run"], "run 'no/such/run' not found"),
         (["generate", "no/such/run"], "run 'no/such/run' not found"),
     ],
@@ -81,10 +81,9 @@ def test_mistakes_get_one_line(argv, words, capsys, monkeypatch, tmp_path):
 
 
 def test_bad_flags_are_usage_errors(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--out", "x", "--bogus"])
-    assert exit_info.value.code == 2
-    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert main(["train", "--out", "x", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in err and len(err.strip().splitlines()) == 1
 
 
 def test_two_processes_equal_one_process_on_the_combined_batch(corpus, tmp_path):

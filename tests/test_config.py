@@ -35,9 +35,9 @@ def test_max_position_embeddings_defaults_to_four_block_sizes():
         (dict(model_type="GPT5"), ValueError, "unknown model_type 'GPT5'; choose one of"),
         (dict(alibi_max_bias=0), ValueError, "alibi_max_bias must be positive"),
         (dict(learning_rate=0), ValueError, "learning_rate must be positive"),
-        (dict(weight_decay=-1), ValueError, "weight_decay"),
-        (dict(temperature=-1), ValueError, "temperature"),
-        (dict(top_k=0), ValueError, "top_k"),
+        (dict(learning_rate=float("nan")), ValueError, "learning_rate must be a finite number"),
+        (dict(dropout=float("nan")), ValueError, "dropout must be a finite number"),
+        (dict(alibi_max_bias=float("inf")), ValueError, "alibi_max_bias must be a finite number"),
         (dict(use_v=1), TypeError, "use_v must be True or False"),
     ],
 )
@@ -95,6 +95,52 @@ def test_round_trip_through_a_dict():
     assert GPTConfigALiBi.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown config field"):
         GPTConfigALiBi.from_dict({**config.to_dict(), "n_layers": 3})
+
+
+def test_retired_fields_load_with_one_warning_and_are_gone():
+    old = {**GPTConfigALiBi(n_layer=3).to_dict(), "weight_decay": 0.01, "num_epochs": 3, "temperature": 0.8,
+           "top_k": 50}
+    with pytest.warns(UserWarning, match=r"ignored config field\(s\) \['num_epochs', 'temperature', 'top_k', "
+                      r"'weight_decay'\]") as caught:
+        config = GPTConfigALiBi.from_dict(old)
+    assert len(caught) == 1 and config.n_layer == 3
+    for name in ("weight_decay", "num_epochs", "temperature", "top_k"):
+        assert not hasattr(config, name) and name not in format_config(config)
+        with pytest.raises(TypeError):
+            GPTConfigALiBi(**{name: 1})
+
+
+def test_one_default_per_setting():
+    """The trainer's settings live in TrainingConfig; the CLI's defaults are read from it."""
+    from tfa_core.cli import build_parser
+    from tfa_core.training.trainer import TRAINING_DEFAULTS
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert f"default {TRAINING_DEFAULTS['weight_decay']}" in help_text and TRAINING_DEFAULTS["weight_decay"] == 0.1
+    assert f"default {TRAINING_DEFAULTS['warmup_steps']}" in help_text
+
+
+@pytest.mark.parametrize(
+    "check, args, error, words",
+    [
+        ("require_int", ("steps", True), TypeError, "steps must be an int, got True (bool)"),
+        ("require_int", ("steps", 2.0), TypeError, "steps must be an int"),
+        ("require_int", ("steps", -1, 0), ValueError, "steps must be an int >= 0, got -1"),
+        ("require_int", ("steps", 9, 0, 8), ValueError, "steps must be an int <= 8"),
+        ("require_positive_int", ("n_head", 0), ValueError, "n_head must be a positive int"),
+        ("require_number", ("lr", "1e-3"), TypeError, "lr must be a number"),
+        ("require_finite", ("lr", float("nan")), ValueError, "lr must be a finite number, got nan"),
+        ("require_finite", ("lr", float("inf")), ValueError, "lr must be a finite number, got inf"),
+        ("require_finite", ("wd", -1.0, 0), ValueError, "wd must be >= 0"),
+    ],
+)
+def test_the_shared_argument_checks(check, args, error, words):
+    import tfa_core.model.config as config_module
+
+    with pytest.raises(error) as info:
+        getattr(config_module, check)(*args)
+    assert words in str(info.value)
+    assert config_module.require_int("steps", 3, 1) == 3 and config_module.is_int(3) and not config_module.is_int(True)
 
 
 def test_copy_validates_and_leaves_the_original_alone():

@@ -215,10 +215,12 @@ def test_rotary_needs_an_even_head_dim():
 
 
 def test_get_model_records_the_position_scheme(tiny_config):
-    assert get_model("FactoredRotary", tiny_config).position_scheme == "rotary"
-    assert tiny_config.position_scheme == "rotary" and tiny_config.model_type == "FactoredRotary"
-    get_model("VanillaALiBi", tiny_config)
-    assert tiny_config.position_scheme == "alibi"
+    before = tiny_config.to_dict()
+    model = get_model("FactoredRotary", tiny_config)
+    assert model.position_scheme == "rotary"
+    assert model.config.position_scheme == "rotary" and model.config.model_type == "FactoredRotary"
+    assert get_model("VanillaALiBi", tiny_config).config.position_scheme == "alibi"
+    assert tiny_config.to_dict() == before  # the caller's config is left as it was
     with pytest.raises(ValueError, match="unknown position_scheme 'relative'"):
         tiny_config.copy(position_scheme="relative")
 

@@ -46,11 +46,17 @@ def test_learning_rate_schedule():
     assert TrainingConfig(learning_rate=3e-3).min_learning_rate == pytest.approx(3e-4)
 
 
-@pytest.mark.parametrize("changes, words", [(dict(max_steps=0), "max_steps"), (dict(precision="fp16"), "precision"),
-                                            (dict(learning_rate=0), "learning_rate"), (dict(block_size=1), "block_size")])
+@pytest.mark.parametrize("changes, words", [
+    (dict(max_steps=0), "max_steps"), (dict(precision="fp16"), "precision"), (dict(learning_rate=0), "learning_rate"),
+    (dict(block_size=1), "block_size must be an int >= 2"), (dict(weight_decay=float("nan")), "weight_decay must be a finite"),
+    (dict(grad_clip=float("nan")), "grad_clip must be a finite"), (dict(learning_rate=float("inf")), "learning_rate must be a finite"),
+    (dict(min_learning_rate=float("nan")), "min_learning_rate must be a finite"), (dict(beta2=1.0), "beta2 must be in"),
+    (dict(seed=-1), "seed must be an int >= 0"), (dict(checkpoint_interval=0), "checkpoint_interval")])
 def test_training_config_errors(changes, words):
     with pytest.raises(ValueError, match=words):
         TrainingConfig(**changes)
+    with pytest.raises(TypeError, match="max_steps must be an int"):
+        TrainingConfig(max_steps=True)
 
 
 def test_weight_decay_only_on_linear_weights(tokenizer):
@@ -130,7 +136,8 @@ def test_checkpoint_round_trip_and_refusals(tokenizer, tmp_path):
     model(x, labels=x)["loss"].backward()
     optimizer.step()
     path = save_checkpoint(tmp_path, model, 7, optimizer=optimizer, tokenizer=tokenizer)
-    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "optimizer.safetensors", "state.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["SHA256SUMS", "model.safetensors", "optimizer.safetensors",
+                                                      "state.json"]
     loaded = load_checkpoint(tmp_path, config=model.config, tokenizer=tokenizer)
     assert loaded.step == 7 and loaded.tokenizer == tokenizer
     for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()):
@@ -210,3 +217,73 @@ def test_estimate_loss_and_the_tutorial_loop(tokenizer, tokens):
     assert estimate_loss(model, tokens, 32, batch_size=8, max_batches=2) < before - 0.5
     with pytest.raises(ValueError, match="fewer than one window"):
         estimate_loss(model, tokens[:10], 32)
+
+
+def test_a_nan_validation_loss_is_divergence_and_nothing_is_saved(tokenizer, tokens, tmp_path, monkeypatch):
+    cfg = TrainingConfig(max_steps=4, batch_size=2, eval_interval=2, eval_batches=1, out_dir=str(tmp_path), progress=False)
+    trainer = Trainer(small_model(tokenizer), tokens, tokens[-300:], cfg, tokenizer=tokenizer)
+    calls = iter([2.5, float("nan")])
+    monkeypatch.setattr(trainer, "evaluate", lambda: next(calls))
+    with pytest.raises(TrainingDiverged, match=r"validation loss is nan.*last good checkpoint is .*step-00000002"):
+        trainer.fit()
+    assert latest_checkpoint(tmp_path).name == "step-00000002" and not (tmp_path / "checkpoints" / "step-00000004").exists()
+
+
+def test_weights_that_are_not_finite_are_never_saved(tokenizer, tokens, tmp_path):
+    model = small_model(tokenizer)
+
+    def poison(record):
+        if record["kind"] == "train" and record["step"] == 4:
+            with torch.no_grad():
+                model.transformer.wte.weight[0, 0] = float("nan")
+
+    cfg = TrainingConfig(max_steps=6, batch_size=2, eval_interval=2, eval_batches=1, log_interval=1,
+                         out_dir=str(tmp_path), progress=False)
+    trainer = Trainer(model, tokens, None, cfg, tokenizer=tokenizer, callbacks=[poison])
+    with pytest.raises(TrainingDiverged, match=r"wte.weight holds NaN.*no checkpoint was written; the last good "
+                                               r"checkpoint is .*step-00000002"):
+        trainer.fit()
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
+    with pytest.raises(ValueError, match="not saving step 4: the weight transformer.wte.weight holds NaN"):
+        save_checkpoint(tmp_path, model, 4)
+
+
+def test_resume_true_never_starts_over_in_a_folder_that_holds_a_run(tokenizer, tokens, tmp_path):
+    (tmp_path / "history.jsonl").write_text('{"kind": "train", "step": 10, "loss": 2.0}\n')
+    cfg = TrainingConfig(max_steps=3, batch_size=2, out_dir=str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="holds a run but no intact checkpoint"):
+        Trainer(small_model(tokenizer), tokens, None, cfg, tokenizer=tokenizer, resume=True)
+    empty = TrainingConfig(max_steps=3, batch_size=2, out_dir=str(tmp_path / "empty"), progress=False)
+    assert Trainer(small_model(tokenizer), tokens, None, empty, tokenizer=tokenizer, resume=True).step == 0
+
+
+def test_splits_shorter_than_a_window_are_refused_before_training(tokenizer, tokens):
+    with pytest.raises(ValueError, match="val_tokens holds 20 tokens, fewer than one window of 33"):
+        Trainer(small_model(tokenizer), tokens, tokens[:20], TrainingConfig(progress=False))
+    with pytest.raises(ValueError, match="train_tokens holds 10 tokens"):
+        Trainer(small_model(tokenizer), tokens[:10], None, TrainingConfig(progress=False))
+
+
+def test_history_reading_tolerates_damage_and_rewrites_atomically(tmp_path, monkeypatch):
+    from tfa_core.training.checkpoint import read_history, write_history
+
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"kind": "train", "step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n[1]\n'
+                    '{"kind": "eval", "step": 2, "val_loss": 1.5}\n{"kind": "train", "st')
+    records, problems = read_history(path)
+    assert [r["step"] for r in records] == [1, 2]
+    assert problems == ["history.jsonl line 2: not a history record, dropped",
+                        "history.jsonl line 3: not a history record, dropped",
+                        "history.jsonl line 5: a torn last line (a crash mid-write), dropped"]
+    before = path.read_text()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_history(path, records)
+    assert path.read_text() == before  # the old history, whole
+    monkeypatch.undo()
+    write_history(path, records)
+    assert read_history(path) == (records, [])

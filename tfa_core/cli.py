@@ -28,47 +28,160 @@ class CommandError(Exception):
     """A mistake in how the command was used: reported in one line."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag ends in one line on stderr (and exit code 2), like every other mistake."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- flag types: each value is checked as it is parsed, before any work ------------------------
+
+def whole_number(minimum: int = 1):
+    """An argparse type: an int >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+    return parse
+
+
+def finite_number(minimum: float | None = None, maximum: float | None = None, *, above: float | None = None,
+                  below: float | None = None):
+    """An argparse type: a finite float in the given bounds (``above``/``below`` exclude the bound)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        for bound, ok, words in ((minimum, lambda b: value >= b, "or more"), (maximum, lambda b: value <= b, "or less"),
+                                 (above, lambda b: value > b, "more than"), (below, lambda b: value < b, "less than")):
+            if bound is not None and not ok(bound):
+                rule = f"{bound:g} {words}" if words.startswith("or") else f"{words} {bound:g}"
+                raise argparse.ArgumentTypeError(f"must be {rule}, got {value:g}")
+        return value
+    return parse
+
+
+def model_name(text: str) -> str:
+    """An argparse type: a registry name."""
+    from tfa_core.model.registry import list_available_models
+
+    if text not in list_available_models():
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; choose one of {list_available_models()}")
+    return text
+
+
+def device_name(text: str) -> str:
+    """An argparse type: a device present on this machine (or auto)."""
+    from tfa_core.training.distributed import pick_device
+
+    try:
+        pick_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def length_list(text: str) -> list[int]:
+    """An argparse type: comma-separated window lengths, each >= 2."""
+    try:
+        lengths = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 128,512, got {text!r}") from None
+    if any(n < 2 for n in lengths):
+        raise argparse.ArgumentTypeError(f"every length must be 2 or more, got {text}")
+    return lengths
+
+
+def run_folder(text: str) -> str:
+    """An argparse type: a folder path that is not empty and not an existing file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a folder name, got an empty string")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; choose another --out")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text} cannot be written: no permission to write in {parent}")
+    return text
+
+
 # -- train -----------------------------------------------------------------------------------
 
+# Flags that describe the model, the data or the training: given with --resume they must agree with
+# the run (a resumed run keeps its settings). flag -> where the run keeps it.
+_MODEL_FLAGS = {"model": "model_type", "n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd",
+                "dropout": "dropout", "block_size": "block_size",
+                "max_position_embeddings": "max_position_embeddings", "use_v": "use_v", "use_proj": "use_proj"}
+_DATA_FLAGS = {"data": "source", "tokenizer": "tokenizer", "val_fraction": "val_fraction"}
+_TRAINING_FLAGS = {"batch_size": "batch_size", "lr": "learning_rate", "min_lr": "min_learning_rate",
+                   "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
+                   "grad_accum": "grad_accum_steps", "eval_interval": "eval_interval",
+                   "eval_batches": "eval_batches", "log_interval": "log_interval", "seed": "seed",
+                   "precision": "precision"}
+DEFAULT_STEPS = 600
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from tfa_core.model.config import list_presets
+    from tfa_core.training.trainer import TRAINING_DEFAULTS as D
+
     model = p.add_argument_group("model")
-    model.add_argument("--preset", default="character", help="small, medium, large or character (default)")
-    model.add_argument("--model", default="FactoredALiBi", help="registry name (default FactoredALiBi)")
-    model.add_argument("--n-layer", type=int)
-    model.add_argument("--n-head", type=int)
-    model.add_argument("--n-embd", type=int)
-    model.add_argument("--dropout", type=float)
-    model.add_argument("--block-size", "--block_size", type=int, help="training length")
-    model.add_argument("--max-position-embeddings", "--max_position_embeddings", type=int,
+    model.add_argument("--preset", choices=list_presets(), help="default: character")
+    model.add_argument("--model", type=model_name, help="registry name (default FactoredALiBi)")
+    model.add_argument("--n-layer", type=whole_number(1))
+    model.add_argument("--n-head", type=whole_number(1))
+    model.add_argument("--n-embd", type=whole_number(1))
+    model.add_argument("--dropout", type=finite_number(0, below=1))
+    model.add_argument("--block-size", "--block_size", type=whole_number(2), help="training length")
+    model.add_argument("--max-position-embeddings", "--max_position_embeddings", type=whole_number(2),
                        help="longest input the model accepts (default 4 x block size)")
-    model.add_argument("--use-v", action="store_true", help="learned H x H value mix")
-    model.add_argument("--use-proj", action="store_true", help="learned H x H output mix")
+    model.add_argument("--use-v", action="store_true", default=None, help="learned H x H value mix")
+    model.add_argument("--use-proj", action="store_true", default=None, help="learned H x H output mix")
     data = p.add_argument_group("data")
-    data.add_argument("--data", default="shakespeare", help="'shakespeare' (default), a text file or a folder")
-    data.add_argument("--keep-markdown", action="store_true", help="keep the corpus' Markdown markup")
+    data.add_argument("--data", help="'shakespeare' (default), a text file or a folder")
+    data.add_argument("--keep-markdown", action="store_true", default=None, help="keep the corpus' Markdown markup")
     data.add_argument("--tokenizer", choices=["character", "gpt2"],
                       help="default: character for the character preset, gpt2 otherwise")
-    data.add_argument("--val-fraction", type=float, default=0.1)
-    run = p.add_argument_group("training")
-    run.add_argument("--steps", type=int, help="optimizer steps (default 600)")
-    run.add_argument("--epochs", "--num_epochs", "--num-epochs", type=float,
+    data.add_argument("--val-fraction", type=finite_number(above=0, below=1), help="default 0.1")
+    run = p.add_argument_group("training (defaults: TrainingConfig's)")
+    run.add_argument("--steps", type=whole_number(1), help=f"optimizer steps (default {DEFAULT_STEPS}); "
+                     "with --resume, a new total: the cosine schedule is stretched to end there")
+    run.add_argument("--epochs", "--num_epochs", "--num-epochs", type=finite_number(above=0),
                      help="train for this many passes over the training tokens instead of --steps")
-    run.add_argument("--batch-size", "--batch_size", type=int, help="windows per process per micro-step")
-    run.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
-    run.add_argument("--lr", "--learning-rate", type=float, help="peak learning rate (default: the preset's)")
-    run.add_argument("--min-lr", type=float)
-    run.add_argument("--warmup-steps", type=int, default=50)
-    run.add_argument("--weight-decay", type=float, default=0.1)
-    run.add_argument("--grad-clip", type=float, default=1.0)
-    run.add_argument("--eval-interval", type=int, default=100)
-    run.add_argument("--eval-batches", type=int, default=20)
-    run.add_argument("--log-interval", type=int, default=10)
-    run.add_argument("--seed", type=int, default=1337)
-    run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
-    run.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    run.add_argument("--batch-size", "--batch_size", type=whole_number(1),
+                     help="windows per process per micro-step (default: the preset's)")
+    run.add_argument("--grad-accum", type=whole_number(1), help=f"micro-steps per optimizer step (default {D['grad_accum_steps']})")
+    run.add_argument("--lr", "--learning-rate", type=finite_number(above=0), help="peak learning rate (default: the preset's)")
+    run.add_argument("--min-lr", type=finite_number(0), help="end of the cosine (default lr / 10)")
+    run.add_argument("--warmup-steps", type=whole_number(0), help=f"default {D['warmup_steps']} (at most --steps)")
+    run.add_argument("--weight-decay", type=finite_number(0), help=f"default {D['weight_decay']}")
+    run.add_argument("--grad-clip", type=finite_number(0), help=f"default {D['grad_clip']}; 0 turns clipping off")
+    run.add_argument("--eval-interval", type=whole_number(1), help=f"default {D['eval_interval']}")
+    run.add_argument("--eval-batches", type=whole_number(1), help=f"default {D['eval_batches']}")
+    run.add_argument("--log-interval", type=whole_number(1), help=f"default {D['log_interval']}")
+    run.add_argument("--seed", type=whole_number(0), help=f"default {D['seed']}")
+    run.add_argument("--device", type=device_name, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    run.add_argument("--precision", choices=["auto", "bf16", "fp32"], help=f"default {D['precision']}")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    run.add_argument("--out", "--output", required=True, help="run folder for checkpoints and history")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    run.add_argument("--out", "--output", required=True, type=run_folder, help="run folder for checkpoints and history")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its newest intact checkpoint")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--test-generation", "--test_generation", action="store_true",
                      help="print a sample at 1x and 4x the training length after training")
@@ -91,60 +204,171 @@ def _prepare_data(spec: dict, tokenizer=None):
     return tokenizer, train, val
 
 
-def command_train(args) -> int:
-    from tfa_core.training.checkpoint import latest_checkpoint, load_checkpoint
+def _check_windows(train, val, block_size: int, source: str) -> None:
+    """Both splits must hold a window of the training length, or training fails at its first
+    evaluation: say so now."""
+    if len(train) < block_size:
+        raise CommandError(f"the training split of {source!r} has {len(train)} tokens, fewer than one window "
+                           f"of {block_size}; use more text or a smaller --block-size")
+    if len(val) < block_size + 1:
+        raise CommandError(f"the validation split of {source!r} has {len(val)} tokens, fewer than one window "
+                           f"of {block_size} + 1; raise --val-fraction, use more text or a smaller --block-size")
+
+
+def _check_training_memory(config, batch_size: int, device: str, what: str) -> None:
+    from tfa_core.training.resources import count_parameters, require_memory, training_bytes
+
+    n_params = count_parameters(config.model_type, config)
+    needed = training_bytes(n_params, config, batch_size, config.block_size)
+    require_memory(needed, device, f"training {what} ({n_params:,} parameters, batch {batch_size} x "
+                   f"{config.block_size})", "lower --n-embd, --n-layer, --batch-size or --block-size "
+                   "(--grad-accum keeps the effective batch)")
+
+
+def _new_run(args, dist_info, say):
+    """Model, data and training settings of a new run, every flag checked before the data is read."""
     from tfa_core.model.config import load_alibi_config_preset
+    from tfa_core.training.checkpoint import holds_run
+    from tfa_core.training.trainer import TRAINING_DEFAULTS, TrainingConfig
+
+    if holds_run(args.out):
+        raise CommandError(f"{args.out} already holds a run; add --resume to continue it, or choose "
+                           "another --out for a new one")
+    if args.steps is not None and args.epochs is not None:
+        raise CommandError("give --steps or --epochs, not both")
+    preset = args.preset or "character"
+    overrides = {field: getattr(args, flag) for flag, field in _MODEL_FLAGS.items()
+                 if getattr(args, flag) is not None}
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    if args.block_size and not args.max_position_embeddings:
+        overrides["max_position_embeddings"] = 4 * args.block_size
+    config = load_alibi_config_preset(preset, **overrides)
+    spec = {"source": args.data or "shakespeare", "strip_markdown": not args.keep_markdown,
+            "tokenizer": args.tokenizer or ("character" if preset == "character" else "gpt2"),
+            "val_fraction": args.val_fraction if args.val_fraction is not None else 0.1}
+    learning_rate = args.lr if args.lr is not None else config.learning_rate
+    if args.min_lr is not None and args.min_lr > learning_rate:
+        raise CommandError(f"--min-lr {args.min_lr:g} is above the peak learning rate {learning_rate:g}")
+    if args.warmup_steps is not None and args.steps is not None and args.warmup_steps > args.steps:
+        raise CommandError(f"--warmup-steps {args.warmup_steps} is longer than --steps {args.steps}")
+    if spec["source"] != "shakespeare" and not Path(spec["source"]).exists():
+        raise CommandError(f"data {spec['source']!r} not found: give 'shakespeare', a text file or a folder")
+    # the smallest this model can be (one-token vocabulary): refuse now what cannot fit whatever the data
+    _check_training_memory(config.copy(vocab_size=config.vocab_size or 1), config.batch_size,
+                           dist_info.device, f"{config.model_type}")
+
+    tokenizer, train, val = _prepare_data(spec)
+    config.update_from_tokenizer(tokenizer)
+    _check_windows(train, val, config.block_size, spec["source"])
+    _check_training_memory(config, config.batch_size, dist_info.device, config.model_type)
+    steps = args.steps or DEFAULT_STEPS
+    if args.epochs is not None:
+        per_step = config.batch_size * config.block_size * (args.grad_accum or 1) * dist_info.world_size
+        steps = max(1, math.ceil(args.epochs * len(train) / per_step))
+        if steps > 10 ** 9:
+            raise CommandError(f"--epochs {args.epochs:g} means {steps:,} steps; give fewer epochs")
+    given = {field: getattr(args, flag) for flag, field in _TRAINING_FLAGS.items() if getattr(args, flag) is not None}
+    if args.warmup_steps is not None and args.warmup_steps > steps:
+        raise CommandError(f"--warmup-steps {args.warmup_steps} is longer than the {steps} steps of this run")
+    given.setdefault("warmup_steps", min(TRAINING_DEFAULTS["warmup_steps"], steps))
+    training = TrainingConfig(**{**given, "max_steps": steps, "batch_size": config.batch_size,
+                                 "learning_rate": learning_rate, "out_dir": args.out, "device": args.device,
+                                 "compile": args.compile, "progress": not args.no_progress})
+    return config, spec, tokenizer, train, val, training, None, {"preset": preset}
+
+
+def _resumed_run(args, dist_info, say):
+    """Model, data and training settings of the run in --out, from its newest intact checkpoint."""
+    from tfa_core.training.checkpoint import CheckpointError, find_resumable, holds_run
+    from tfa_core.training.trainer import TrainingConfig, learning_rate_at
+
+    saved, skipped = find_resumable(args.out)
+    if saved is None:
+        if not holds_run(args.out):
+            raise CommandError(f"nothing to resume: {args.out} holds no run; leave out --resume to start one")
+        raise CommandError(f"nothing to resume in {args.out}: no intact checkpoint"
+                           + (f" ({skipped[-1]})" if skipped else "")
+                           + "; it is left as it is (start a new run with another --out)")
+    for line in skipped:
+        say(f"passed over: {line}")
+    state_file = saved.path / "state.json"
+    spec, training_dict = saved.extra.get("data"), saved.extra.get("training")
+    if not (isinstance(spec, dict) and {"source", "strip_markdown", "tokenizer", "val_fraction"} <= set(spec)
+            and isinstance(training_dict, dict)):
+        raise CheckpointError(f"{state_file} was not written by 'tfa train' (it has no data and training "
+                              "settings under 'extra'); resume it with tfa_core.Trainer(resume=True)")
+    try:
+        saved_training = TrainingConfig.from_dict(training_dict)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{state_file} is damaged: its training settings are invalid ({error})") from None
+    if saved.tokenizer is None:
+        raise CheckpointError(f"{state_file} has no tokenizer description; it was not written by 'tfa train'")
+
+    conflicts = []
+
+    def compare(flag, given, recorded):
+        if given is not None and given != recorded:
+            conflicts.append(f"{_flag(flag)} {given} (the run has {recorded})")
+
+    for flag, field in _MODEL_FLAGS.items():
+        compare(flag, getattr(args, flag), getattr(saved.config, field))
+    for flag, key in _DATA_FLAGS.items():
+        compare(flag, getattr(args, flag), spec.get(key))
+    compare("keep_markdown", args.keep_markdown, not spec.get("strip_markdown"))
+    compare("preset", args.preset, saved.extra.get("preset", args.preset))
+    for flag, field in _TRAINING_FLAGS.items():
+        compare(flag, getattr(args, flag), getattr(saved_training, field))
+    if args.epochs is not None:
+        conflicts.append("--epochs (give --steps with the new total number of steps instead)")
+    if conflicts:
+        raise CommandError(f"a resumed run keeps its settings, but you gave {', '.join(conflicts)}; leave "
+                           "them out, or start a new run with another --out")
+
+    steps = args.steps or saved_training.max_steps
+    if saved.step >= steps:
+        if args.steps is None:
+            raise CommandError(f"{args.out} already finished its {steps} steps; to train on, pass --steps with "
+                               "a larger total (the cosine schedule is then stretched to end there)")
+        raise CommandError(f"--steps {steps} is not past the checkpoint's step {saved.step}; give a larger total")
+    training = TrainingConfig.from_dict({**training_dict, "max_steps": steps, "out_dir": args.out,
+                                         "device": args.device, "compile": args.compile,
+                                         "progress": not args.no_progress})
+    say(f"resuming {args.out} from {saved.path.name}")
+    if steps != saved_training.max_steps:
+        before, after = learning_rate_at(saved.step, saved_training), learning_rate_at(saved.step, training)
+        say(f"the schedule changes from {saved_training.max_steps} to {steps} steps: the learning rate at "
+            f"step {saved.step} goes from {before:.3g} to {after:.3g}, then decays by cosine to "
+            f"{training.min_learning_rate:.3g} at step {steps}")
+    tokenizer, train, val = _prepare_data(spec, saved.tokenizer)
+    _check_windows(train, val, saved.config.block_size, spec["source"])
+    _check_training_memory(saved.config, training.batch_size, dist_info.device, saved.config.model_type)
+    extra = {key: value for key, value in saved.extra.items() if key not in ("data", "training")}
+    return saved.config, spec, tokenizer, train, val, training, saved, extra
+
+
+def command_train(args) -> int:
     from tfa_core.training.distributed import cleanup_distributed, setup_distributed
     from tfa_core.model.registry import get_model
-    from tfa_core.training.trainer import Trainer, TrainingConfig
+    from tfa_core.training.trainer import Trainer
 
     dist_info = setup_distributed(args.device)
     say = print if dist_info.is_main else (lambda *a, **k: None)
     try:
-        existing = latest_checkpoint(args.out)
-        if existing is not None and not args.resume:
-            raise CommandError(f"{args.out} already has a checkpoint ({existing.name}); "
-                               "add --resume to continue it or choose another --out")
-        if args.resume and existing is not None:
-            saved = load_checkpoint(existing)
-            config, spec = saved.config, saved.extra["data"]
-            tokenizer, train, val = _prepare_data(spec, saved.tokenizer)
-            training = TrainingConfig.from_dict({**saved.extra["training"],
-                                                 "max_steps": args.steps or saved.extra["training"]["max_steps"],
-                                                 "progress": not args.no_progress, "device": args.device})
-            say(f"resuming {args.out} from {existing.name}")
+        config, spec, tokenizer, train, val, training, saved, extra = (
+            _resumed_run if args.resume else _new_run)(args, dist_info, say)
+        if saved is not None:
+            model = saved.model
         else:
-            overrides = {k: v for k, v in dict(
-                n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout,
-                block_size=args.block_size, max_position_embeddings=args.max_position_embeddings,
-                batch_size=args.batch_size).items() if v is not None}
-            if args.block_size and not args.max_position_embeddings:
-                overrides["max_position_embeddings"] = 4 * args.block_size
-            config = load_alibi_config_preset(args.preset, use_v=args.use_v, use_proj=args.use_proj, **overrides)
-            spec = {"source": args.data, "strip_markdown": not args.keep_markdown,
-                    "tokenizer": args.tokenizer or ("character" if args.preset == "character" else "gpt2"),
-                    "val_fraction": args.val_fraction}
-            tokenizer, train, val = _prepare_data(spec)
-            config.update_from_tokenizer(tokenizer)
-            steps = args.steps or 600
-            if args.epochs:
-                per_step = config.batch_size * config.block_size * args.grad_accum * dist_info.world_size
-                steps = max(1, math.ceil(args.epochs * len(train) / per_step))
-            training = TrainingConfig(
-                max_steps=steps, batch_size=config.batch_size, learning_rate=args.lr or config.learning_rate,
-                min_learning_rate=args.min_lr, warmup_steps=min(args.warmup_steps, steps),
-                weight_decay=args.weight_decay, grad_clip=args.grad_clip, grad_accum_steps=args.grad_accum,
-                eval_interval=args.eval_interval, eval_batches=args.eval_batches, log_interval=args.log_interval,
-                out_dir=args.out, seed=args.seed, device=args.device, precision=args.precision,
-                compile=args.compile, progress=not args.no_progress)
-        training.out_dir = args.out
-        torch.manual_seed(training.seed)  # the same initial weights for the same seed, on every process
-        model = get_model(config.model_type, config)
+            torch.manual_seed(training.seed)  # the same initial weights for the same seed, on every process
+            model = get_model(config.model_type, config)
         say(f"{config.model_type}: {model.get_num_params(non_embedding=False):,} parameters, "
             f"{len(train):,} training tokens, {training.max_steps} steps on {dist_info.device}"
             + (f" x {dist_info.world_size} processes" if dist_info.enabled else ""))
-        trainer = Trainer(model, train, val, training, tokenizer=tokenizer, extra={"data": spec},
-                          resume=args.resume, dist_info=dist_info)
+        trainer = Trainer(model, train, val, training, tokenizer=tokenizer, extra={"data": spec, **extra},
+                          resume=saved if saved is not None else False, dist_info=dist_info)
+        for line in trainer.notes:
+            say(line)
         history = trainer.fit()
         evals = [r for r in history if r["kind"] == "eval"]
         if evals:
@@ -153,7 +377,7 @@ def command_train(args) -> int:
         if args.test_generation and dist_info.is_main:
             from tfa_core.experiments.evaluation import test_length_extrapolation
 
-            test_length_extrapolation(model, tokenizer, dist_info.device, config, prompt="\n", factors=(1, 4))
+            test_length_extrapolation(model, tokenizer, dist_info.device, model.config, prompt="\n", factors=(1, 4))
     finally:
         cleanup_distributed()
     return 0
@@ -162,12 +386,14 @@ def command_train(args) -> int:
 # -- generate, evaluate, info ----------------------------------------------------------------
 
 def _load_run(run: str, device: str = "cpu"):
+    """The model of a run (or checkpoint folder), without the optimizer file, which sampling and
+    evaluation do not need."""
     from tfa_core.training.checkpoint import load_checkpoint
     from tfa_core.training.distributed import pick_device
 
     if not Path(run).exists():
         raise CommandError(f"run {run!r} not found: give a folder written by 'tfa train --out'")
-    saved = load_checkpoint(run, device=pick_device(device))
+    saved = load_checkpoint(run, device=pick_device(device), training_state=False)
     if saved.tokenizer is None:
         raise CommandError(f"{saved.path} has no tokenizer description; it was not written by 'tfa train'")
     saved.model.eval()
@@ -191,20 +417,32 @@ def command_generate(args) -> int:
 
 
 def command_evaluate(args) -> int:
+    from tfa_core.training.distributed import pick_device
+    from tfa_core.training.resources import inference_bytes, require_memory
     from tfa_core.training.trainer import estimate_loss
 
     saved = _load_run(args.run, args.device)
-    spec = dict(saved.extra.get("data") or {})
+    spec = saved.extra.get("data")
+    spec = dict(spec) if isinstance(spec, dict) else {}
     if args.data:
         spec.update(source=args.data)
-    if not spec:
+        spec.setdefault("strip_markdown", True)
+        spec.setdefault("val_fraction", 0.1)
+    if not {"source", "strip_markdown", "val_fraction"} <= set(spec):
         raise CommandError(f"{saved.path} does not say what data it was trained on; pass --data")
+    lengths = args.lengths or [saved.config.block_size]
+    n_params = sum(p.numel() for p in saved.model.parameters())
+    for length in lengths:
+        require_memory(inference_bytes(n_params, saved.config, args.batch_size, length), pick_device(args.device),
+                       f"evaluating batch {args.batch_size} x {length}", "lower --batch-size")
     _, _, val = _prepare_data(spec, saved.tokenizer)
-    lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else [saved.config.block_size]
     print(f"{'length':>8} {'loss':>8} {'perplexity':>11}")
     for length in lengths:
         if length > saved.model.max_sequence_length:
             print(f"{length:>8} {'-':>8} {'-':>11}   (past the model's limit of {saved.model.max_sequence_length})")
+            continue
+        if len(val) < length + 1:
+            print(f"{length:>8} {'-':>8} {'-':>11}   (the validation text has only {len(val)} tokens)")
             continue
         loss = estimate_loss(saved.model, val, length, args.batch_size, args.max_batches)
         print(f"{length:>8} {loss:>8.4f} {math.exp(loss):>11.3f}")
@@ -212,21 +450,21 @@ def command_evaluate(args) -> int:
 
 
 def command_info(args) -> int:
-    import json
-
     from tfa_core.model.config import format_config
+    from tfa_core.training.checkpoint import read_history
 
     saved = _load_run(args.run)
     print(f"checkpoint  {saved.path} (step {saved.step})")
     print(f"tokenizer   {saved.tokenizer!r}")
     print(format_config(saved.config))
     history = Path(saved.path).parents[1] / "history.jsonl"
-    if history.exists():
-        records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-        for kind, key in (("train", "loss"), ("eval", "val_loss")):
-            last = [r for r in records if r["kind"] == kind]
-            if last:
-                print(f"last {kind:<6} step {last[-1]['step']}: {key} {last[-1][key]:.4f}")
+    records, problems = read_history(history)
+    for kind, key in (("train", "loss"), ("eval", "val_loss")):
+        last = [r for r in records if r["kind"] == kind and isinstance(r.get(key), (int, float))]
+        if last:
+            print(f"last {kind:<6} step {last[-1]['step']}: {key} {last[-1][key]:.4f}")
+    for line in problems:
+        print(f"note: {line}")
     return 0
 
 
@@ -235,7 +473,7 @@ def command_extrapolate(args) -> int:
 
     rows = run_extrapolation_study(
         args.out, recipe=args.recipe, models=args.models.split(",") if args.models else None,
-        steps=args.steps, lengths=[int(x) for x in args.lengths.split(",")] if args.lengths else None,
+        steps=args.steps, lengths=args.lengths,
         data=args.data, seed=args.seed, device=args.device, progress=not args.no_progress)
     print((Path(args.out) / "report.md").read_text())
     print(f"wrote {len(rows)} results to {Path(args.out) / 'results.csv'}, plots perplexity.png and "
@@ -246,8 +484,8 @@ def command_extrapolate(args) -> int:
 # -- entry point -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfa", description="Token-Factored Transformer with ALiBi")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="tfa", description="Token-Factored Transformer with ALiBi")
+    commands = parser.add_subparsers(dest="command", required=True)  # subcommands parse with OneLineParser too
 
     train = commands.add_parser("train", help="train a model")
     _add_train_arguments(train)
@@ -256,34 +494,34 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="sample text from a trained run")
     generate.add_argument("run")
     generate.add_argument("--prompt", default="", help="text to continue (default: a new line)")
-    generate.add_argument("--max-new-tokens", type=int, default=200)
-    generate.add_argument("--temperature", type=float, default=0.8)
-    generate.add_argument("--top-k", type=int)
-    generate.add_argument("--top-p", type=float)
+    generate.add_argument("--max-new-tokens", type=whole_number(0), default=200)
+    generate.add_argument("--temperature", type=finite_number(0), default=0.8, help="0 is greedy (default 0.8)")
+    generate.add_argument("--top-k", type=whole_number(1))
+    generate.add_argument("--top-p", type=finite_number(above=0, maximum=1))
     generate.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    generate.add_argument("--seed", type=int)
+    generate.add_argument("--seed", type=whole_number(0))
     generate.add_argument("--no-cache", action="store_true", help="recompute the whole context for every token")
-    generate.add_argument("--device", default="cpu")
+    generate.add_argument("--device", type=device_name, default="cpu")
     generate.set_defaults(run_command=command_generate)
 
     evaluate = commands.add_parser("evaluate", help="validation loss of a trained run")
     evaluate.add_argument("run")
     evaluate.add_argument("--data", help="evaluate on this text instead of the run's validation split")
-    evaluate.add_argument("--lengths", help="comma-separated window lengths, e.g. 128,256,512")
-    evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--max-batches", type=int, default=20)
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--lengths", type=length_list, help="comma-separated window lengths, e.g. 128,256,512")
+    evaluate.add_argument("--batch-size", type=whole_number(1), default=16)
+    evaluate.add_argument("--max-batches", type=whole_number(1), default=20)
+    evaluate.add_argument("--device", type=device_name, default="cpu")
     evaluate.set_defaults(run_command=command_evaluate)
 
     study = commands.add_parser("extrapolate", help="the length-extrapolation study: train short, test long")
     study.add_argument("--recipe", default="cpu", choices=["cpu", "cuda"])
-    study.add_argument("--out", required=True, help="folder for results.csv, report.md and the plots")
+    study.add_argument("--out", required=True, type=run_folder, help="folder for results.csv, report.md and the plots")
     study.add_argument("--models", help="comma-separated registry names (default: every position scheme)")
-    study.add_argument("--steps", type=int, help="training steps per model (default: the recipe's)")
-    study.add_argument("--lengths", help="comma-separated evaluation lengths (default: the recipe's)")
+    study.add_argument("--steps", type=whole_number(1), help="training steps per model (default: the recipe's)")
+    study.add_argument("--lengths", type=length_list, help="comma-separated evaluation lengths (default: the recipe's)")
     study.add_argument("--data", default="shakespeare")
-    study.add_argument("--seed", type=int, default=1337)
-    study.add_argument("--device", default="auto")
+    study.add_argument("--seed", type=whole_number(0), default=1337)
+    study.add_argument("--device", type=device_name, default="auto")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run_command=command_extrapolate)
 
@@ -298,17 +536,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``tfa`` command; returns the exit code."""
+    """Run the ``tfa`` command; returns the exit code. Every mistake, in a flag or in a file,
+    ends in one line on stderr and exit code 2."""
     from tfa_core.training.trainer import TrainingDiverged
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a bad flag (the parser printed its one line), or --help
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.run_command(args)
-    except (CommandError, ValueError, TypeError, FileNotFoundError, ModuleNotFoundError,
-            TrainingDiverged) as error:
+    except (CommandError, ValueError, TypeError, FileNotFoundError, ModuleNotFoundError, OSError,
+            TrainingDiverged, torch.OutOfMemoryError) as error:
         if os.environ.get("TFA_DEBUG"):  # the full traceback, for bug reports
             raise
-        print(f"tfa {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())  # one line, whatever the message held
+        if isinstance(error, torch.OutOfMemoryError):
+            message = f"out of memory ({message[:200]}); lower --batch-size or the model's size"
+        elif isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.filename:
+            message = f"{error.strerror or error}: {error.filename}"
+        print(f"tfa {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tfa {args.command}: interrupted", file=sys.stderr)

@@ -420,6 +420,10 @@ class CharacterTokenizer(Tokenizer):
             raise FileNotFoundError(
                 f"cannot save to {path}: folder {path.parent} does not exist; create it first"
             )
+        if path.is_dir():
+            raise ValueError(
+                f"cannot save to {path}: it is a folder; give a file name such as {path / 'vocab.json'}"
+            )
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
             with open(temporary, "x", encoding="utf-8") as file:
@@ -432,6 +436,11 @@ class CharacterTokenizer(Tokenizer):
     def load(cls, path: str | os.PathLike) -> CharacterTokenizer:
         """Read a vocabulary written by ``save``. Only parses JSON; never runs code."""
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(
+                f"vocabulary file {path} is a folder; give the JSON file that tokenizer.save(path) "
+                "wrote (for example a vocab.json inside it)"
+            )
         try:
             description = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from tfa_core.model.config import is_int
 
 __all__ = ["top_k_filter", "top_p_filter", "sample_next_token", "check_sampling_args"]
 
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Raise a clear error for a bad sampling setting."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+    """Raise a clear error for a bad sampling setting (NaN and infinity included)."""
+    if not (is_int(temperature) or isinstance(temperature, float)) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
         raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0 < top_p <= 1):
+    if top_p is not None and (not (is_int(top_p) or isinstance(top_p, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+def _check_logits(logits: torch.Tensor) -> None:
+    if torch.isnan(logits).any():
+        raise ValueError("the logits hold NaN, so there is no distribution to sample from: the model's "
+                         "weights or inputs are not finite numbers (was it loaded from a diverged run?)")
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -50,6 +60,7 @@ def sample_next_token(
     ``temperature=0`` is greedy (argmax; top-k and top-p do not change the argmax).
     """
     check_sampling_args(temperature, top_k, top_p)
+    _check_logits(logits)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
@@ -58,4 +69,7 @@ def sample_next_token(
     if top_p is not None and top_p < 1:
         logits = top_p_filter(logits, top_p)
     probs = torch.softmax(logits, dim=-1)
+    if torch.isnan(probs).any():  # a row of -inf only: nothing left to choose from
+        raise ValueError("every token of a row has probability 0 (all its logits are -inf); "
+                         "the model's output is not usable")
     return torch.multinomial(probs, num_samples=1, generator=generator)

@@ -8,6 +8,8 @@ value raises a ``ValueError``/``TypeError`` that names the field and says how to
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 from tfa_core.model.alibi import DEFAULT_MAX_BIAS
@@ -20,11 +22,21 @@ __all__ = [
     "list_presets",
     "print_config_alibi",
     "format_config",
+    "is_int",
+    "require_int",
+    "require_positive_int",
+    "require_number",
+    "require_finite",
 ]
+
+# Fields that older versions kept on the config although nothing read them (training and sampling
+# settings live in TrainingConfig and in the generate call). A saved config that still has them loads,
+# with one warning that names them.
+RETIRED_FIELDS = ("weight_decay", "num_epochs", "temperature", "top_k")
 
 @dataclass
 class GPTConfigALiBi:
-    """Everything needed to build (and train and sample from) one model.
+    """Everything needed to build one model.
 
     ``block_size`` is the training length. ``max_position_embeddings`` is the longest sequence an
     ALiBi model accepts (4 x ``block_size`` unless set); models with a learned position table stop
@@ -49,21 +61,18 @@ class GPTConfigALiBi:
     # channel mixing in the factored model: values V ⊗ I_d, output projection P ⊗ I_d
     use_v: bool = False
     use_proj: bool = False
-    # training
+    # the batch size and peak learning rate this model size is usually trained with: a preset's
+    # suggestion, which `tfa train` and the course take when no other is given (the memory estimate
+    # reads batch_size too); every other training setting lives in TrainingConfig
     batch_size: int = 32
     learning_rate: float = 2.5e-4
-    weight_decay: float = 0.01
-    num_epochs: int = 3
-    # generation
-    temperature: float = 0.8
-    top_k: int | None = 50
     # set by update_from_tokenizer
     tokenizer_name: str | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
 
     def __post_init__(self):
-        if self.max_position_embeddings is None and _is_int(self.block_size):
+        if self.max_position_embeddings is None and is_int(self.block_size):
             self.max_position_embeddings = 4 * self.block_size
         if self.alibi_max_bias is None:
             self.alibi_max_bias = DEFAULT_MAX_BIAS
@@ -78,11 +87,10 @@ class GPTConfigALiBi:
     # -- checks --------------------------------------------------------------------------------
     def validate(self) -> "GPTConfigALiBi":
         """Check every field; raise a ``ValueError``/``TypeError`` naming the field and the fix."""
-        for name in ("n_layer", "n_head", "n_embd", "block_size", "max_position_embeddings",
-                     "batch_size", "num_epochs"):
-            _require_positive_int(name, getattr(self, name))
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "max_position_embeddings", "batch_size"):
+            require_positive_int(name, getattr(self, name))
         if self.vocab_size is not None:
-            _require_positive_int("vocab_size", self.vocab_size)
+            require_positive_int("vocab_size", self.vocab_size)
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so that every "
@@ -93,26 +101,18 @@ class GPTConfigALiBi:
                 f"max_position_embeddings ({self.max_position_embeddings}) must be at least "
                 f"block_size ({self.block_size}), the training length; leave it None for 4 x block_size"
             )
-        _require_number("dropout", self.dropout)
+        require_finite("dropout", self.dropout)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}; 0.0 turns it off")
         for name in ("bias", "use_v", "use_proj"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        _require_number("alibi_max_bias", self.alibi_max_bias)
+        require_finite("alibi_max_bias", self.alibi_max_bias)
         if not self.alibi_max_bias > 0:
             raise ValueError(f"alibi_max_bias must be positive (the ALiBi paper uses 8), got {self.alibi_max_bias}")
-        _require_number("learning_rate", self.learning_rate)
+        require_finite("learning_rate", self.learning_rate)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        _require_number("weight_decay", self.weight_decay)
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be 0 or more, got {self.weight_decay}")
-        _require_number("temperature", self.temperature)
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
-        if self.top_k is not None:
-            _require_positive_int("top_k", self.top_k)
         if self.position_scheme is not None and self.position_scheme not in POSITION_SCHEMES:
             raise ValueError(f"unknown position_scheme {self.position_scheme!r}; choose one of "
                              f"{list(POSITION_SCHEMES)} (or None for the model type's own)")
@@ -146,12 +146,21 @@ class GPTConfigALiBi:
 
     @classmethod
     def from_dict(cls, values: dict) -> "GPTConfigALiBi":
-        """Rebuild a config from :meth:`to_dict`'s output; unknown keys are an error."""
+        """Rebuild a config from :meth:`to_dict`'s output; unknown keys are an error.
+
+        Keys of fields that older versions had (``weight_decay``, ``num_epochs``, ``temperature``,
+        ``top_k``) are dropped with one warning, so that old checkpoints still load."""
+        if not isinstance(values, dict):
+            raise TypeError(f"a config must be a dict of fields, got {type(values).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        retired = sorted(set(values) & set(RETIRED_FIELDS))
+        unknown = sorted(set(values) - known - set(RETIRED_FIELDS))
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; known fields are {sorted(known)}")
-        return cls(**values)
+        if retired:
+            warnings.warn(f"ignored config field(s) {retired}: the model config no longer holds training "
+                          "or sampling settings (see TrainingConfig and generate)", UserWarning, stacklevel=2)
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def copy(self, **changes) -> "GPTConfigALiBi":
         """A validated copy with some fields changed: ``config.copy(n_layer=2)``."""
@@ -163,20 +172,52 @@ class GPTConfigALiBi:
         return new.validate()
 
 
-def _is_int(value) -> bool:
+# -- argument checks, shared by every module that takes user input ------------------------------
+
+def is_int(value) -> bool:
+    """True for an int, False for ``bool`` (which Python counts as an int) and everything else."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _require_positive_int(name: str, value) -> None:
-    if not _is_int(value):
+def require_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int in ``[minimum, maximum]``; otherwise raise ``TypeError`` (not
+    an int, or a bool) or ``ValueError`` (out of range), naming ``name``."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an int <= {maximum}, got {value}")
+    return value
+
+
+def require_positive_int(name: str, value) -> int:
+    """Return ``value`` if it is an int >= 1; otherwise raise ``TypeError``/``ValueError``."""
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if value < 1:
         raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
 
 
-def _require_number(name: str, value) -> None:
+def require_number(name: str, value) -> float:
+    """Return ``value`` if it is an int or a float (not a bool); otherwise raise ``TypeError``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def require_finite(name: str, value, minimum: float | None = None, maximum: float | None = None) -> float:
+    """Return ``value`` if it is a finite number in ``[minimum, maximum]``; NaN and infinity are
+    refused with a ``ValueError``, a non-number with a ``TypeError``."""
+    require_number(name, value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
 
 
 PRESETS: dict[str, dict] = {
@@ -192,7 +233,7 @@ PRESETS: dict[str, dict] = {
     # 4L-4H-128D at 128 characters: trains in minutes on two CPU cores (nanoGPT's CPU recipe size).
     # vocab_size comes from the character tokenizer: call update_from_tokenizer.
     "character": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, vocab_size=None,
-                      batch_size=32, learning_rate=1e-3, weight_decay=0.1, num_epochs=1),
+                      batch_size=32, learning_rate=1e-3),
 }
 
 
@@ -220,8 +261,7 @@ def format_config(config: GPTConfigALiBi, **extra) -> str:
         "model": ["model_type", "n_layer", "n_head", "n_embd", "head_dim", "vocab_size", "bias", "dropout"],
         "positions": ["position_scheme", "block_size", "max_position_embeddings", "alibi_max_bias"],
         "channel mixing": ["use_v", "use_proj"],
-        "training": ["batch_size", "learning_rate", "weight_decay", "num_epochs"],
-        "generation": ["temperature", "top_k"],
+        "training": ["batch_size", "learning_rate"],
         "tokenizer": ["tokenizer_name", "eos_token_id", "pad_token_id"],
     }
     for title, names in groups.items():

@@ -40,10 +40,18 @@ def position_scheme_of(model_type: str) -> str:
 def get_model(model_type: str, config):
     """Build the model called ``model_type`` from ``config`` (a :class:`GPTConfigALiBi`).
 
-    The name decides the architecture and the position scheme: the config's ``model_type`` and
-    ``position_scheme`` are set to match, so that a saved config says what it built.
+    The name decides the architecture and the position scheme. The model keeps a copy of ``config``
+    with ``model_type`` and ``position_scheme`` set to match (``model.config``), so that a saved config
+    says what it built; the config passed in is left as it was.
     """
-    config.position_scheme = position_scheme_of(model_type)
-    config.model_type = model_type
+    from tfa_core.model.config import GPTConfigALiBi
+
+    if not isinstance(model_type, str):
+        raise TypeError(f"model_type must be a registry name (a str), got {model_type!r}; "
+                        f"available models are {list_available_models()}")
+    if not isinstance(config, GPTConfigALiBi):
+        raise TypeError(f"config must be a GPTConfigALiBi, got {type(config).__name__}; "
+                        "make one with tfa_core.load_alibi_config_preset or GPTConfigALiBi(...)")
+    config = config.copy(model_type=model_type, position_scheme=position_scheme_of(model_type))
     model_class, _ = MODEL_REGISTRY[model_type]
     return model_class(config)

@@ -36,17 +36,25 @@ class DistributedInfo:
         return self.world_size > 1
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def pick_device(device: str = "auto") -> str:
-    """``"auto"``: CUDA when present, then Apple MPS, then CPU; otherwise the device named."""
-    if device != "auto":
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    """``"auto"``: CUDA when present, then Apple MPS, then CPU; otherwise the device named, which
+    must be ``cpu``, ``cuda``, ``cuda:<index>`` or ``mps`` and present on this machine (a
+    ``ValueError`` says which are)."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    present = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                         if torch.cuda.is_available() else []) + (["mps"] if _mps_available() else [])
+    if device not in present:
+        known = device == "mps" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+        why = "is not available on this machine" if known else "is not a device name"
+        raise ValueError(f"device {device!r} {why}; use one of {['auto'] + present}")
+    return device
 
 
 def setup_distributed(device: str = "auto") -> DistributedInfo:

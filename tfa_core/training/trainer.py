@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,13 +24,27 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from tfa_core.training.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from tfa_core.training.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    clean_leftovers,
+    find_resumable,
+    holds_run,
+    list_checkpoints,
+    load_checkpoint,
+    read_history,
+    restore_rng,
+    save_checkpoint,
+    write_history,
+)
 from tfa_core.data.corpus import random_batch
+from tfa_core.model.config import require_finite, require_int
 from tfa_core.training.distributed import DistributedInfo, pick_device
 from tfa_core.experiments.evaluation import evaluate_length
 
 __all__ = [
     "TrainingConfig",
+    "TRAINING_DEFAULTS",
     "TrainingDiverged",
     "Trainer",
     "configure_optimizer",
@@ -68,29 +84,47 @@ class TrainingConfig:
     progress: bool = True
 
     def __post_init__(self):
+        """Check every field: a ``ValueError``/``TypeError`` names the field; NaN and infinity are
+        refused everywhere."""
         for name in ("max_steps", "batch_size", "warmup_steps", "grad_accum_steps", "eval_interval",
                      "eval_batches", "log_interval", "keep_checkpoints"):
-            value = getattr(self, name)
-            minimum = 0 if name == "warmup_steps" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-        if self.block_size is not None and (not isinstance(self.block_size, int) or self.block_size < 2):
-            raise ValueError(f"block_size must be an int >= 2 (or None for the model's), got {self.block_size!r}")
+            require_int(name, getattr(self, name), minimum=0 if name == "warmup_steps" else 1)
+        if self.checkpoint_interval is not None:
+            require_int("checkpoint_interval", self.checkpoint_interval, minimum=1)
+        if self.block_size is not None:
+            try:
+                require_int("block_size", self.block_size, minimum=2)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{error} (or None for the model's): a window of 1 token has nothing "
+                                  "to predict") from None
+        require_int("seed", self.seed, minimum=0)
+        require_finite("learning_rate", self.learning_rate)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.min_learning_rate is None:
             self.min_learning_rate = self.learning_rate / 10
+        require_finite("min_learning_rate", self.min_learning_rate)
         if not 0 <= self.min_learning_rate <= self.learning_rate:
             raise ValueError(f"min_learning_rate must be in [0, learning_rate], got {self.min_learning_rate}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("weight_decay and grad_clip must be >= 0")
+        require_finite("weight_decay", self.weight_decay, minimum=0)
+        require_finite("grad_clip", self.grad_clip, minimum=0)
+        for name in ("beta1", "beta2"):
+            require_finite(name, getattr(self, name), minimum=0)
+            if not getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
+        """A config from :func:`dataclasses.asdict`'s output; keys it does not know are skipped."""
+        if not isinstance(values, dict):
+            raise TypeError(f"a training config must be a dict, got {type(values).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+TRAINING_DEFAULTS = {f.name: f.default for f in fields(TrainingConfig)}  # the CLI's defaults come from here
 
 
 class TrainingDiverged(RuntimeError):
@@ -175,14 +209,19 @@ class Trainer:
     ``val_tokens``.
 
     ``callbacks`` are called with each history record (a dict with ``kind`` ``"train"`` or
-    ``"eval"``), for instance to redraw a loss plot in a notebook. With ``resume=True`` and a run
-    folder that has a checkpoint, training continues from it exactly where it stopped.
+    ``"eval"``), for instance to redraw a loss plot in a notebook.
+
+    ``resume=True`` continues the run in ``config.out_dir`` exactly where its newest intact checkpoint
+    stopped (``resume`` may also be a :class:`Checkpoint` already loaded, or its path). A folder that
+    holds a run but no intact checkpoint is refused, never started over; an empty one starts fresh.
+    Old checkpoints are pruned only among those this trainer wrote: the one a resume started from,
+    and anything else already in the folder, stays.
     """
 
     def __init__(self, model, train_tokens: torch.Tensor, val_tokens: torch.Tensor | None = None,
                  config: TrainingConfig | None = None, *, tokenizer=None,
                  callbacks: list[Callable[[dict], None]] = (), extra: dict | None = None,
-                 resume: bool = False, dist_info: DistributedInfo | None = None):
+                 resume=False, dist_info: DistributedInfo | None = None):
         self.config = config or TrainingConfig()
         self.dist = dist_info or DistributedInfo(device=pick_device(self.config.device))
         self.model = model
@@ -190,15 +229,27 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.extra = extra or {}
         self.block_size = self.config.block_size or model.config.block_size
+        if self.block_size < 2:
+            raise ValueError(f"block_size is {self.block_size}: a window of 1 token has nothing to predict; "
+                             "train with block_size >= 2")
         if self.block_size > model.max_sequence_length:
             raise ValueError(f"block_size {self.block_size} is longer than the model accepts "
                              f"({model.max_sequence_length})")
+        for name, part, need in (("train_tokens", train_tokens, self.block_size),
+                                 ("val_tokens", val_tokens, self.block_size + 1)):
+            if part is not None and len(part) < need:
+                raise ValueError(f"{name} holds {len(part)} tokens, fewer than one window of {need}; "
+                                 "use more text, a smaller block_size or (for validation) a larger share of it")
         self.train_tokens = train_tokens
         self.val_tokens = val_tokens
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
         self.history: list[dict] = []
         self.step = 0
         self.last_checkpoint: Path | None = None
+        self.notes: list[str] = []  # what a resume passed over or repaired, one line each
+        self._written: list[str] = []  # the checkpoints this trainer wrote: the only ones it may prune
+        if self.out_dir is not None and self.dist.is_main:
+            clean_leftovers(self.out_dir)
 
         torch.manual_seed(self.config.seed)
         self.data_generator = torch.Generator().manual_seed(self.config.seed)
@@ -208,8 +259,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.model.to(device)
         self.optimizer = configure_optimizer(self.model, self.config)
-        if resume:
-            self._resume()
+        if resume is not False:
+            self._resume(resume)
         self.forward = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -230,33 +281,81 @@ class Trainer:
             return self.device_type == "cuda" and torch.cuda.is_bf16_supported()
         return self.config.precision == "bf16"
 
-    def _resume(self) -> None:
-        path = latest_checkpoint(self.out_dir) if self.out_dir else None
-        if path is None:
-            return  # nothing to resume: start fresh
-        checkpoint = load_checkpoint(path, config=self.model.config, tokenizer=self.tokenizer)
-        self.model.load_state_dict(checkpoint.model.state_dict())
+    def _resume(self, resume) -> None:
+        if isinstance(resume, Checkpoint):
+            checkpoint = resume
+        elif resume is True:
+            if self.out_dir is None:
+                raise ValueError("resume=True needs config.out_dir, the run folder to resume")
+            checkpoint, self.notes = find_resumable(self.out_dir)
+            if checkpoint is None:
+                if holds_run(self.out_dir):
+                    raise CheckpointError(f"{self.out_dir} holds a run but no intact checkpoint to resume"
+                                          + (f" ({self.notes[-1]})" if self.notes else ""))
+                return  # an empty folder: start fresh
+        else:
+            checkpoint = load_checkpoint(resume)
+        differences = [f"{name}: checkpoint has {getattr(checkpoint.config, name)!r}, the model has "
+                       f"{getattr(self.model.config, name)!r}"
+                       for name in ("model_type", "n_layer", "n_head", "n_embd", "vocab_size", "bias", "use_v",
+                                    "use_proj", "block_size", "max_position_embeddings", "alibi_max_bias")
+                       if getattr(checkpoint.config, name) != getattr(self.model.config, name)]
+        if differences:
+            raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this model: " + "; ".join(differences))
+        if self.tokenizer is not None and checkpoint.tokenizer is not None and self.tokenizer != checkpoint.tokenizer:
+            raise CheckpointError(f"checkpoint {checkpoint.path} was trained with another tokenizer")
+        if checkpoint.model is not self.model:
+            self.model.load_state_dict(checkpoint.model.state_dict())
         if checkpoint.optimizer_state is not None:
-            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            self._load_optimizer(checkpoint)
         restore_rng(checkpoint.rng_state, self.data_generator)
         self.step = checkpoint.step
-        self.last_checkpoint = path
-        self.history = [r for r in self._read_history() if r["step"] <= self.step]
+        self.last_checkpoint = checkpoint.path
+        if self.dist.is_main:
+            self._set_aside_newer(checkpoint)
+        records, problems = read_history(self._history_path())
+        self.history = [r for r in records if r["step"] <= self.step]
+        if self.dist.is_main and problems:  # keep the file as it was before dropping anything from it
+            damaged = self._history_path().with_name("history.jsonl.damaged")
+            shutil.copyfile(self._history_path(), damaged)
+            self.notes += problems + [f"the history as it was is kept in {damaged}"]
         self._rewrite_history()
+
+    def _load_optimizer(self, checkpoint: Checkpoint) -> None:
+        where = f"{checkpoint.path / 'optimizer.safetensors'} (with state.json)"
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        saved = checkpoint.optimizer_state
+        try:
+            for index, slots in saved["state"].items():
+                for name, value in slots.items():
+                    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != params[index].shape:
+                        raise ValueError(f"{name} of parameter {index} has shape {list(value.shape)}, "
+                                         f"the parameter {list(params[index].shape)}")
+            self.optimizer.load_state_dict(saved)
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise CheckpointError(f"{where} does not fit this model's optimizer: {error}") from None
+
+    def _set_aside_newer(self, checkpoint: Checkpoint) -> None:
+        """Checkpoints newer than the one resumed from (passed over as damaged, or skipped on purpose)
+        would be overwritten as training reaches their steps: rename them out of the way
+        (``step-<n>.set-aside``) instead, so nothing is deleted that this trainer did not write."""
+        for path in list_checkpoints(self.out_dir):
+            if int(path.name.split("-")[1]) > checkpoint.step:
+                aside, n = path.with_name(path.name + ".set-aside"), 1
+                while aside.exists():
+                    aside, n = path.with_name(f"{path.name}.set-aside-{n}"), n + 1
+                os.replace(path, aside)
+                self.notes.append(f"{path.name} is newer than the checkpoint resumed from; moved aside to "
+                                  f"{aside.name} (delete it when you no longer need it)")
 
     def _history_path(self) -> Path | None:
         return self.out_dir / "history.jsonl" if self.out_dir else None
 
-    def _read_history(self) -> list[dict]:
-        path = self._history_path()
-        if path is None or not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
     def _rewrite_history(self) -> None:
         path = self._history_path()
         if path is not None and self.dist.is_main:
-            path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_history(path, self.history)
 
     def _record(self, record: dict) -> None:
         self.history.append(record)
@@ -272,11 +371,22 @@ class Trainer:
         """Write a checkpoint of the current step (main process only)."""
         if self.out_dir is None or not self.dist.is_main:
             return None
+        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            raise TrainingDiverged(f"training stopped at step {self.step}: the weight {bad} holds NaN or "
+                                   f"infinity, so no checkpoint was written; {self._where()}. Lower the "
+                                   "learning rate or check --weight-decay and --grad-clip, then resume.")
         self.last_checkpoint = save_checkpoint(
             self.out_dir, self.model, self.step, optimizer=self.optimizer, tokenizer=self.tokenizer,
             data_generator=self.data_generator, keep=self.config.keep_checkpoints,
-            extra={"training": asdict(self.config), **self.extra})
+            extra={"training": asdict(self.config), **self.extra}, prunable=self._written)
+        self._written.append(self.last_checkpoint.name)
         return self.last_checkpoint
+
+    def _where(self) -> str:
+        if self.last_checkpoint is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint is {self.last_checkpoint} (step {self._checkpoint_step()})"
 
     # -- one step ----------------------------------------------------------------------------
     def next_batch(self) -> torch.Tensor:
@@ -310,11 +420,9 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not (math.isfinite(total) and torch.isfinite(norm)):
             self.optimizer.zero_grad(set_to_none=True)
-            where = (f"the last good checkpoint is {self.last_checkpoint} (step {self._checkpoint_step()})"
-                     if self.last_checkpoint else "no checkpoint was written yet")
             raise TrainingDiverged(
                 f"training stopped at step {self.step}: the loss is {total} and the gradient norm "
-                f"{norm.item()}, not finite numbers; {where}. Lower the learning rate (now {lr:.3g}) "
+                f"{norm.item()}, not finite numbers; {self._where()}. Lower the learning rate (now {lr:.3g}) "
                 "or lengthen the warmup, then resume.")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -359,6 +467,10 @@ class Trainer:
                 window_time, window_steps = 0.0, 0
             if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                 val_loss = self.evaluate()
+                if val_loss is not None and not math.isfinite(val_loss):
+                    raise TrainingDiverged(f"training stopped at step {self.step}: the validation loss is "
+                                           f"{val_loss}, not a finite number; {self._where()}. Lower the "
+                                           "learning rate, then resume.")
                 if val_loss is not None:
                     self._record({"kind": "eval", "step": self.step, "val_loss": val_loss,
                                   "elapsed_s": time.perf_counter() - started})
