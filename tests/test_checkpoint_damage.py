@@ -207,7 +207,7 @@ def future_format_sha(path, run, tok):
 
 def nan_weights_sha(path, run, tok):
     tensors = load_file(str(path / "model.safetensors"))
-    name = sorted(tensors)[0]
+    name = next(n for n in sorted(tensors) if tensors[n].dim() == 2)
     tensors[name][0, 0] = float("nan")
     save_file(tensors, str(path / "model.safetensors"))
     update_sums(path)

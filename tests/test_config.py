@@ -135,7 +135,7 @@ def test_one_default_per_setting():
     ],
 )
 def test_the_shared_argument_checks(check, args, error, words):
-    import tfa_core.model.config as config_module
+    import tfa_core.model.checks as config_module
 
     with pytest.raises(error) as info:
         getattr(config_module, check)(*args)

@@ -40,6 +40,8 @@ import tiktoken
 import tiktoken.load
 import torch
 
+from tfa_core.model.checks import is_int
+
 END_OF_TEXT = "<|endoftext|>"
 UNKNOWN_TOKEN = "<unk>"
 UNKNOWN_POLICIES = ("error", "replace")
@@ -131,7 +133,7 @@ def _as_id_list(ids: object, vocab_size: int) -> list[int]:
         )
     id_list = []
     for position, token_id in enumerate(ids):
-        if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)):
+        if not is_int(token_id):
             hint = ""
             if isinstance(token_id, (list, tuple, torch.Tensor, np.ndarray)):
                 hint = "; to decode a batch, pass one row at a time, e.g. decode(ids[0])"

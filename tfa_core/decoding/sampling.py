@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from tfa_core.model.config import is_int
+from tfa_core.model.checks import is_int
 
 __all__ = ["top_k_filter", "top_p_filter", "sample_next_token", "check_sampling_args"]
 

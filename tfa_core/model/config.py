@@ -8,12 +8,12 @@ value raises a ``ValueError``/``TypeError`` that names the field and says how to
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from dataclasses import asdict, dataclass, fields
 
 from tfa_core.model.alibi import DEFAULT_MAX_BIAS
 from tfa_core.model.positions import POSITION_SCHEMES
+from tfa_core.model.checks import is_int, require_finite, require_positive_int
 
 __all__ = [
     "GPTConfigALiBi",
@@ -22,11 +22,6 @@ __all__ = [
     "list_presets",
     "print_config_alibi",
     "format_config",
-    "is_int",
-    "require_int",
-    "require_positive_int",
-    "require_number",
-    "require_finite",
 ]
 
 # Fields that older versions kept on the config although nothing read them (training and sampling
@@ -173,52 +168,6 @@ class GPTConfigALiBi:
 
 
 # -- argument checks, shared by every module that takes user input ------------------------------
-
-def is_int(value) -> bool:
-    """True for an int, False for ``bool`` (which Python counts as an int) and everything else."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def require_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``value`` if it is an int in ``[minimum, maximum]``; otherwise raise ``TypeError`` (not
-    an int, or a bool) or ``ValueError`` (out of range), naming ``name``."""
-    if not is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be an int <= {maximum}, got {value}")
-    return value
-
-
-def require_positive_int(name: str, value) -> int:
-    """Return ``value`` if it is an int >= 1; otherwise raise ``TypeError``/``ValueError``."""
-    if not is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def require_number(name: str, value) -> float:
-    """Return ``value`` if it is an int or a float (not a bool); otherwise raise ``TypeError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def require_finite(name: str, value, minimum: float | None = None, maximum: float | None = None) -> float:
-    """Return ``value`` if it is a finite number in ``[minimum, maximum]``; NaN and infinity are
-    refused with a ``ValueError``, a non-number with a ``TypeError``."""
-    require_number(name, value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
 
 PRESETS: dict[str, dict] = {
     # 4L-4H-256D: the tutorial's quick-start model, for GPT-2 BPE on one GPU

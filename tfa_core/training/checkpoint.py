@@ -42,7 +42,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from tfa_core.data.tokenizers import tokenizer_from_description
-from tfa_core.model.config import GPTConfigALiBi, is_int
+from tfa_core.model.checks import is_int
+from tfa_core.model.config import GPTConfigALiBi
 from tfa_core.model.registry import get_model
 from tfa_core.training.resources import format_bytes, require_memory
 
@@ -461,6 +462,9 @@ def _check_weights_fit(file: Path, header: dict, config: GPTConfigALiBi) -> int:
     tensors = dict(model.named_parameters(remove_duplicate=False))
     tensors.update(model.named_buffers(remove_duplicate=False))
     wanted = {name: t for name, t in tensors.items() if name in model.state_dict()}
+    if model.alibi_slopes is not None:  # a layer's own slopes; or, in older checkpoints, every layer's copy
+        for i in range(config.n_layer):
+            wanted[f"transformer.h.{i}.attn.alibi_slopes"] = model.alibi_slopes
     unexpected = sorted(set(header) - set(wanted))
     if unexpected:
         raise CheckpointError(f"{file} does not match the {config.model_type} model that state.json describes: "

@@ -38,7 +38,7 @@ from tfa_core.training.checkpoint import (
     write_history,
 )
 from tfa_core.data.corpus import random_batch
-from tfa_core.model.config import require_finite, require_int
+from tfa_core.model.checks import require_finite, require_int
 from tfa_core.training.distributed import DistributedInfo, pick_device
 from tfa_core.experiments.evaluation import evaluate_length
 
