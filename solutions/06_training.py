@@ -77,7 +77,8 @@ def cached_greedy(model, prompt_ids, n_new):
     d = C // H
     p = 2 ** int(math.floor(math.log2(H)))  # the authors' slopes (notebook 03)
     slopes = torch.tensor([2.0 ** (-8.0 * k / p) for k in range(1, p + 1)]
-                          + [2.0 ** (-8.0 * k / (2 * p)) for k in range(1, 2 * p + 1, 2)][: H - p])
+                          + [2.0 ** (-8.0 * k / (2 * p)) for k in range(1, 2 * p + 1, 2)][: H - p],
+                          device=prompt_ids.device)
     blocks = model.transformer.h
     keys, values = [None] * len(blocks), [None] * len(blocks)  # per layer: (B, H, T_k, d)
 
@@ -98,8 +99,8 @@ def cached_greedy(model, prompt_ids, n_new):
                 v = torch.cat([values[layer], v], dim=2)
             keys[layer], values[layer] = k, v
             T_k = k.shape[2]
-            query = torch.arange(T_k - T, T_k)  # the new tokens sit at the end of the keys
-            distance = query[:, None] - torch.arange(T_k)[None, :]  # (T, T_k): the newest key at 0
+            query = torch.arange(T_k - T, T_k, device=ids.device)  # the new tokens: at the end of the keys
+            distance = query[:, None] - torch.arange(T_k, device=ids.device)[None, :]  # (T, T_k): newest at 0
             bias = (-slopes[:, None, None] * distance).masked_fill(distance < 0, float("-inf"))
             y = (q @ k.transpose(-2, -1) / math.sqrt(d) + bias).softmax(dim=-1) @ v  # (B, H, T, d)
             if block.attn.proj_mix is not None:

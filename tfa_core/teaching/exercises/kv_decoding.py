@@ -110,7 +110,7 @@ def _decode_variant(mistake: str):
         config = model.config
         H, C = config.n_head, config.n_embd
         d = C // H
-        slopes = authors_slopes(H)
+        slopes = authors_slopes(H).to(prompt_ids.device)
         blocks = model.transformer.h
         keys, values = [None] * len(blocks), [None] * len(blocks)
         prompt_length = prompt_ids.shape[1]
@@ -129,13 +129,13 @@ def _decode_variant(mistake: str):
                     k, v = torch.cat([keys[layer], k], dim=2), torch.cat([values[layer], v], dim=2)
                 keys[layer], values[layer] = k, v
                 T_k = k.shape[2]
-                query = torch.arange(T_k - T, T_k)
+                query = torch.arange(T_k - T, T_k, device=ids.device)
                 if T == 1 and first_position > 0:  # a decoding step
                     if mistake == "newest key masked":
                         query = query - 1  # the row of the previous position: its own key is "ahead"
                     if mistake == "positions restart":
                         query = query - prompt_length  # counted from 0 again after the prompt
-                distance = query[:, None] - torch.arange(T_k)[None, :]
+                distance = query[:, None] - torch.arange(T_k, device=ids.device)[None, :]
                 bias = (-slopes[:, None, None] * distance).masked_fill(distance < 0, float("-inf"))
                 y = ((q @ k.transpose(-2, -1)) / math.sqrt(d) + bias).softmax(dim=-1) @ v
                 if block.attn.proj_mix is not None:
