@@ -190,3 +190,26 @@ def test_the_newest_key_masked_passes_a_short_run_and_fails_past_block_size():
     result = check("06.cached_greedy", _decode_variant("newest key masked"))
     assert result.status == INCORRECT and result.passed == 1
     assert "past block_size" in result.case and "bias 0" in result.hint
+
+
+# -- the grader ------------------------------------------------------------------------------------------
+
+
+def test_the_grader_grades_a_class_a_loop_and_a_cache(tmp_path, capsys):
+    from tfa_core.teaching import grading
+    from test_grader import learner_notebook, rows, source
+
+    carol_05 = learner_notebook(tmp_path, "carol_05.ipynb", "05_assembling_the_model.ipynb", {
+        "05.whole_model": source("05", "TokenFactoredModel"),  # a class
+    })
+    carol_06 = learner_notebook(tmp_path, "carol_06.ipynb", "06_training.ipynb", {
+        "06.train_steps": source("06", "train_steps"),  # needs gradients inside the check
+        "06.cached_greedy": "def cached_greedy(model, prompt_ids, n_new):\n"
+                            "    return model.generate(prompt_ids, n_new, temperature=0)\n",
+    })
+    grading.main([str(carol_05), str(carol_06), "--timeout", "60", "--jobs", "2"])
+    found = rows(capsys.readouterr().out)
+    assert found["05.whole_model"] == "correct"
+    assert found["06.train_steps"] == "correct"
+    assert found["06.cached_greedy"] == "error"
+    assert found["05.parameter_count"] == "not attempted"
