@@ -92,7 +92,7 @@ def cached_greedy(model, prompt_ids, n_new):
             q = q.view(B, T, H, d).transpose(1, 2)  # (B, H, T, d)
             k = k.view(B, T, H, d).transpose(1, 2)
             v = xt.view(B, T, H, d).transpose(1, 2)
-            if block.attn.v_mix is not None:
+            if getattr(block.attn, "v_mix", None) is not None:
                 v = torch.einsum("hg,bgtd->bhtd", block.attn.v_mix, v)
             if keys[layer] is not None:  # append: every token so far
                 k = torch.cat([keys[layer], k], dim=2)
@@ -103,7 +103,7 @@ def cached_greedy(model, prompt_ids, n_new):
             distance = query[:, None] - torch.arange(T_k, device=ids.device)[None, :]  # (T, T_k): newest at 0
             bias = (-slopes[:, None, None] * distance).masked_fill(distance < 0, float("-inf"))
             y = (q @ k.transpose(-2, -1) / math.sqrt(d) + bias).softmax(dim=-1) @ v  # (B, H, T, d)
-            if block.attn.proj_mix is not None:
+            if getattr(block.attn, "proj_mix", None) is not None:
                 y = torch.einsum("hg,bgtd->bhtd", block.attn.proj_mix, y)
             xt = xt + y.transpose(1, 2).reshape(B, T, C)
             xe = xe + block.mlp.c_proj(F.gelu(block.mlp.c_fc(block.ln_2(xt + xe))))

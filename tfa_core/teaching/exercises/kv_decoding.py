@@ -123,7 +123,7 @@ def _decode_variant(mistake: str):
                 q, k = block.attn.c_attn(block.ln_1(xt + xe)).split(C, dim=2)
                 q, k = q.view(B, T, H, d).transpose(1, 2), k.view(B, T, H, d).transpose(1, 2)
                 v = xt.view(B, T, H, d).transpose(1, 2)
-                if block.attn.v_mix is not None:
+                if getattr(block.attn, "v_mix", None) is not None:
                     v = torch.einsum("hg,bgtd->bhtd", block.attn.v_mix, v)
                 if keys[layer] is not None and mistake != "cache overwritten":
                     k, v = torch.cat([keys[layer], k], dim=2), torch.cat([values[layer], v], dim=2)
@@ -138,7 +138,7 @@ def _decode_variant(mistake: str):
                 distance = query[:, None] - torch.arange(T_k, device=ids.device)[None, :]
                 bias = (-slopes[:, None, None] * distance).masked_fill(distance < 0, float("-inf"))
                 y = ((q @ k.transpose(-2, -1)) / math.sqrt(d) + bias).softmax(dim=-1) @ v
-                if block.attn.proj_mix is not None:
+                if getattr(block.attn, "proj_mix", None) is not None:
                     y = torch.einsum("hg,bgtd->bhtd", block.attn.proj_mix, y)
                 xt = xt + y.transpose(1, 2).reshape(B, T, C)
                 xe = xe + block.mlp.c_proj(nn.functional.gelu(block.mlp.c_fc(block.ln_2(xt + xe))))
