@@ -4,6 +4,7 @@ raises whatever the learner's function does."""
 
 import importlib.util
 import inspect
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ def solutions(number):
     (path,) = sorted((ROOT / "solutions").glob(f"{number}_*.py"))
     spec = importlib.util.spec_from_file_location(f"solutions_{number}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # inspect.getsource of a class (05's whole model) looks it up there
     spec.loader.exec_module(module)
     return module
 
@@ -49,7 +51,7 @@ def test_part_one_has_three_exercises_a_notebook_and_part_two_two():
     counts = {number: len(list_exercises(number)) for number in ("01", "02", "03", "04", "05", "06", "07", "08")}
     assert all(counts[n] >= 3 for n in ("01", "02", "03", "04")), counts
     assert all(counts[n] >= 2 for n in ("05", "06", "07", "08")), counts
-    assert sum(counts.values()) == len(EXERCISES)  # 00 and 09 have none
+    assert sum(counts.values()) == len(EXERCISES) >= 28  # 00 and 09 have none
 
 
 @pytest.mark.parametrize("exercise_id", EXERCISES)

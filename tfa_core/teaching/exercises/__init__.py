@@ -8,12 +8,16 @@ In a notebook::
         ...                      # the learner's code
     check("03.slopes", slopes)   # correct / not attempted / what went wrong, on which input
 
-One module per notebook holds its exercises (``tokens`` for 01, ``streams`` for 02, ``alibi`` for 03,
-``mixing`` for 04, ``assembly`` for 05, ``training`` for 06, ``extrapolation`` for 07, ``lens`` for 08); ``checking`` is the machinery and ``comparing`` the comparisons that explain
-themselves. ``tfa grade`` (``tfa_core.teaching.grading``) runs the same checks on a class's notebooks.
+One module per notebook holds its exercises (``tokens`` for 01, ``streams`` for 02, ``slopes`` for 03,
+``mixing`` for 04, ``assembly`` for 05, ``schedules`` for 06, ``perplexity`` for 07, ``lens`` for 08), and
+one module per "build it yourself" exercise: ``whole_model`` (05, the whole model as a class),
+``training_loop`` (06, the loop that must match ``Trainer``) and ``kv_decoding`` (06, a key/value cache
+by hand). ``checking`` is the machinery and ``comparing`` the comparisons that explain themselves.
+``tfa grade`` (``tfa_core.teaching.grading``) runs the same checks on a class's notebooks.
 """
 
 from . import assembly, lens, mixing, perplexity, schedules, slopes, streams, tokens  # noqa: F401  (each registers its exercises)
+from . import whole_model, training_loop, kv_decoding  # noqa: F401,E402  (05 and 06: the whole model, its loop, its cache)
 from .checking import (
     CORRECT,
     ERROR,
