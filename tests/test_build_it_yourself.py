@@ -1,15 +1,19 @@
 """The three "build it yourself" exercises: the whole model (05.whole_model), the training loop
 (06.train_steps) and cached decoding (06.cached_greedy). tests/test_exercises.py checks every
 solution, named mistake and stub in general; here, specific failures in plain words, and the facts the
-checks rest on (the loop equals Trainer, the cache equals generate past block_size)."""
+checks rest on (the loop equals Trainer, the cache equals generate past block_size). Every check decides
+on plain data (see checking.py): the model, the trained weights and the tokens are read in the process
+that ran the learner's code."""
 
+import copy
 import sys
 from pathlib import Path
 
 import torch
 
+from tfa_core.model.registry import get_model
 from tfa_core.teaching.exercises import CORRECT, ERROR, INCORRECT, check, get_exercise, list_exercises
-from tfa_core.teaching.exercises.kv_decoding import _decode_variant, decoding_model, disarm
+from tfa_core.teaching.exercises.kv_decoding import CallNotAllowed, _decode_variant, arm, decoding_model, disarm
 from tfa_core.teaching.exercises.training_loop import (loop_batches, loop_config, loop_model,
                                                         reference_train_steps)
 from tfa_core.teaching.exercises.whole_model import (SketchModel, reference_whole_model, whole_model_config,
@@ -31,7 +35,7 @@ def test_at_least_28_exercises_with_the_three_built_by_hand():
 def test_the_written_out_model_equals_tfa_core_past_block_size_for_every_option():
     for options in (dict(), dict(use_v=True), dict(use_proj=True), dict(use_v=True, use_proj=True)):
         config = whole_model_config(6, **options)
-        reference = reference_whole_model(config).model
+        reference = reference_whole_model(config)
         mine = solutions("05").TokenFactoredModel(config)
         assert set(dict(mine.named_parameters())) == set(dict(reference.named_parameters()))
         mine.load_state_dict({k: v for k, v in reference.named_parameters()}, strict=False)
@@ -41,14 +45,23 @@ def test_the_written_out_model_equals_tfa_core_past_block_size_for_every_option(
         assert mine.lm_head.weight is mine.transformer.wte.weight
 
 
-def test_the_sketch_without_a_mistake_is_correct():
-    assert check("05.whole_model", SketchModel).status == CORRECT
+def test_the_sketch_without_a_mistake_is_correct_and_the_checks_own_loading_is_not_a_copy():
+    result = check("05.whole_model", SketchModel)
+    assert result.status == CORRECT and result.flag == ""
+    assert "calls tfa_core" not in check("05.whole_model", solutions("05").TokenFactoredModel).flag
+
+
+def test_a_model_built_by_tfa_core_passes_but_is_flagged():
+    result = check("05.whole_model", lambda config: get_model("FactoredALiBi", config))
+    assert result.status == CORRECT and "get_model" in result.flag
 
 
 def test_closed_form_slopes_pass_four_heads_and_fail_at_six():
     result = check("05.whole_model", wrong_model("closed-form slopes"))
     assert result.status == INCORRECT and result.passed == 1
     assert "6 heads" in result.case and "closed-form" in result.hint
+    assert result.message.startswith("logits on 12 tokens: entry [row ")
+    assert result.expected.startswith("logits on 12 tokens: tensor of shape (2, 12, 37)")
 
 
 def test_values_from_both_streams_and_the_mlp_writing_xt_are_named_together():
@@ -89,6 +102,9 @@ def test_a_mask_buffer_of_block_size_fails_past_it_with_the_reason():
 def test_an_instance_or_a_function_returning_logits_is_refused_in_words():
     result = check("05.whole_model", lambda config: torch.zeros(2, 12, 37))
     assert result.status == INCORRECT and "should give an nn.Module" in result.message
+    assert "got Tensor" in result.message
+    result = check("05.whole_model", lambda config: SketchModel)
+    assert result.status == INCORRECT and "got type" in result.message
 
 
 # -- 06.train_steps ------------------------------------------------------------------------------------
@@ -114,6 +130,7 @@ def test_the_loop_runs_with_gradients_inside_check():
 
     assert check("06.train_steps", spy).status == CORRECT
     assert seen and all(seen)
+    assert get_exercise("06.train_steps").needs_grad and not get_exercise("05.whole_model").needs_grad
     assert torch.is_grad_enabled()  # and the switch did not leak out of the check
 
 
@@ -160,6 +177,22 @@ def test_the_hand_written_cache_equals_generate_past_block_size():
         model, prompt, n_new = case.args  # a random model otherwise repeats one token
         new = disarm(model).generate(prompt, n_new, temperature=0)[0, prompt.shape[1]:]
         assert len(set(new.tolist())) >= 2, case.label
+
+
+def test_the_guards_and_their_budget_survive_the_checks_deep_copies():
+    model, prompt, n_new = get_exercise("06.cached_greedy").cases()[0].args
+    copied = copy.deepcopy(model)
+    try:
+        copied(prompt)
+        raise AssertionError("the copied model could be called")
+    except CallNotAllowed:
+        pass
+    wte = copied.transformer.wte
+    assert wte(prompt).abs().sum() > 0 and wte._check_seen == prompt.shape[1]
+    assert model.transformer.wte._check_seen == 0  # each copy counts from zero
+    assert wte(torch.zeros(1, n_new + 1, dtype=torch.long)).abs().sum() == 0  # past the budget: zeros
+    assert torch.equal(disarm(copy.deepcopy(model)).generate(prompt, n_new, temperature=0),
+                       disarm(arm(decoding_model(), 9)).generate(prompt, n_new, temperature=0))
 
 
 def test_calling_the_model_itself_is_an_error_that_says_what_to_use():

@@ -100,7 +100,8 @@ class Exercise:
     answer and, in the checking process, on the reference's; anything else that reaches ``compare``
     arrives as a stand-in that keeps only its type's name (see :mod:`.transport`).
     Cases must build the same inputs every time (seed any randomness): the grader builds them in two
-    processes.
+    processes. The learner's function, the reference and ``observe`` run under ``torch.no_grad()``,
+    unless ``needs_grad`` (a training loop, which must call ``backward``).
     """
 
     id: str
@@ -111,6 +112,7 @@ class Exercise:
     compare: Callable[[Any, Any], str | None]
     mistakes: list[Mistake] = field(default_factory=list)
     observe: Callable[..., Any] | None = None
+    needs_grad: bool = False
 
     @property
     def notebook(self) -> str:
@@ -393,7 +395,7 @@ def run_case(exercise: Exercise, function: Callable[..., Any], case: Case, numbe
                    calls=[], solutions=[])
     observe = exercise.observe
     watch = _CallWatch(transparent=(getattr(observe, "__code__", None),))
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.set_grad_enabled(exercise.needs_grad):
         torch.manual_seed(number)
         try:
             args = copy.deepcopy(case.args)
@@ -464,7 +466,7 @@ class Judge:
 
     def _call(self, function, case: Case, number: int, watch: _CallWatch | None = None):
         args = copy.deepcopy(case.args)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with torch.random.fork_rng(devices=[]), torch.set_grad_enabled(self.exercise.needs_grad):
             torch.manual_seed(number)
             if watch is None:
                 answer = function(*args)

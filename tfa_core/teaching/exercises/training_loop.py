@@ -2,9 +2,9 @@
 groups, warmup then cosine, gradient clipping -- and, from the same weights and the same batches, must
 end with the same weights as ``tfa_core``'s ``Trainer`` (to 1e-5).
 
-``check`` runs the learner's code under ``torch.no_grad()``; a loop needs gradients, so the model
-handed to the learner switches gradients back on when it is called (a forward pre-hook, see
-:func:`_gradients_on`). The switch lasts until ``check`` leaves its ``no_grad`` block.
+A loop needs gradients, so the exercise sets ``needs_grad``: the check calls it with gradients on.
+What is compared is plain data: :func:`trained_weights` reads the returned model's parameters, in the
+process that ran the loop, and the check compares them with the reference's.
 """
 
 from __future__ import annotations
@@ -21,20 +21,13 @@ from .comparing import close_tensor
 WEIGHT_TOLERANCE = 1e-5
 
 
-def _gradients_on(module, args):
-    """Forward pre-hook: turn gradient recording on for the rest of the check's call."""
-    torch.set_grad_enabled(True)
-
-
 def loop_model(use_v: bool = False, seed: int = 0) -> nn.Module:
     """A tiny FactoredALiBi (2 layers, 4 heads, C = 32, 29 tokens, block_size 16) with seeded weights."""
     config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, vocab_size=29, block_size=16, dropout=0.0,
                             use_v=use_v, use_proj=use_v, model_type="FactoredALiBi")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = get_model("FactoredALiBi", config)
-    model.register_forward_pre_hook(_gradients_on)
-    return model
+        return get_model("FactoredALiBi", config)
 
 
 def loop_batches(n_steps: int, batch_size: int = 4, length: int = 16, vocab_size: int = 29, seed: int = 1):
@@ -104,19 +97,19 @@ def _loop_variant(mistake: str):
 # -- the comparison ---------------------------------------------------------------------------------
 
 
-def _weights(value) -> dict | None:
-    if isinstance(value, nn.Module):
-        return {name: p.detach() for name, p in value.named_parameters()}
-    if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
-        return value
-    return None
+def trained_weights(answer, model, batches, config):
+    """``observe``: what ``train_steps`` returned, as data -- the returned model's parameters by name
+    (a dict of them is taken as it is); anything else, ``None`` included, unchanged."""
+    if isinstance(answer, nn.Module):
+        return {name: p.detach().clone() for name, p in answer.named_parameters()}
+    return answer
 
 
-def same_weights(expected, got) -> str | None:
-    """The trained model (or its ``named_parameters`` as a dict) has the reference's weights to 1e-5."""
-    want, have = _weights(expected), _weights(got)
-    if have is None:
+def same_weights(expected: dict, got) -> str | None:
+    """The trained weights (``{name: tensor}``, see :func:`trained_weights`) are the reference's to 1e-5."""
+    if not isinstance(got, dict) or not all(isinstance(v, torch.Tensor) for v in got.values()):
         return f"expected the trained model (return model), got {type(got).__name__}"
+    want, have = expected, got
     compare = close_tensor(atol=WEIGHT_TOLERANCE, rtol=0.0)
     for name, weight in want.items():
         if name not in have:
@@ -153,6 +146,8 @@ register(Exercise(
               max_steps=4, warmup_steps=0, learning_rate=5e-3),
     ],
     compare=same_weights,
+    observe=trained_weights,
+    needs_grad=True,
     mistakes=[
         Mistake(_loop_variant("decay everything"),
                 "every parameter is decayed: norms, biases, the embedding (also the output layer) and the "

@@ -1,14 +1,18 @@
 """Exercise 05.whole_model: the learner writes the whole token-factored model as an ``nn.Module``.
 
 The answer is a class, ``TokenFactoredModel(config)``. The check builds it for several configs, loads
-the parameters of a ``tfa_core`` model into it (the same parameter names: ``transformer.wte.weight``,
+the parameters of a seeded ``tfa_core`` model into it (the same parameter names: ``transformer.wte.weight``,
 ``transformer.h.{i}.ln_1.weight``, ``.attn.c_attn.weight``, ``.attn.v_mix``, ``.attn.proj_mix``,
 ``.ln_2.weight``, ``.mlp.c_fc.weight``, ``.mlp.c_proj.weight``, ``transformer.ln_f.weight``; the head
 tied to ``wte``) and compares the logits to 1e-5, at the training length and well past it. Only
 parameters are loaded, never buffers: the learner's slopes and masks are their own.
 
-Each known mistake is a deliberately wrong model (:class:`SketchModel` with one flag), loaded with the
-same weights, so that a learner whose model computes the same wrong function is told which mistake it is.
+A model cannot cross to the grader's checking process, so :func:`observe_model` does the loading and
+runs the model where it was built, and hands on plain data: the logits at each length (or what the
+model raised past ``block_size``), or a ``problem`` when the parameter names or shapes are not the
+reference's. :func:`compare_models` compares those. The reference and each known mistake (a
+deliberately wrong :class:`SketchModel`) are observed the same way, so a learner whose model computes
+the same wrong function, or has the same wrong parameters, is told which mistake it is.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch.nn as nn
 
 from tfa_core.model.config import GPTConfigALiBi
 from tfa_core.model.registry import get_model
-from .checking import Case, Exercise, Mistake, register
+from .checking import Case, Exercise, Mistake, describe_value, register
 from .comparing import close_tensor
 
 SEED = 5
@@ -53,21 +57,18 @@ def scramble(model: nn.Module, seed: int = SEED) -> nn.Module:
     return model
 
 
-class ReferenceModel:
-    """A model whose weights and logits the learner's model must match; prints in one line."""
-
-    def __init__(self, model: nn.Module, what: str):
-        self.model, self.what = model, what
-
-    def __repr__(self) -> str:
-        c = self.model.config
-        return (f"{self.what} ({c.n_layer} layers, {c.n_head} heads, C = {c.n_embd}, use_v={c.use_v}, "
-                f"use_proj={c.use_proj}), seeded random weights")
-
-
-def reference_whole_model(config: GPTConfigALiBi) -> ReferenceModel:
+def reference_whole_model(config: GPTConfigALiBi) -> nn.Module:
     """``tfa_core``'s FactoredALiBi for ``config``, with seeded random weights, in eval mode."""
-    return ReferenceModel(scramble(get_model("FactoredALiBi", config)).eval(), "tfa_core's FactoredALiBi")
+    return scramble(get_model("FactoredALiBi", config)).eval()
+
+
+def seeded_parameters(config: GPTConfigALiBi) -> dict[str, torch.Tensor]:
+    """The parameters every model is loaded with before its logits are read: the reference's, by name.
+
+    (:func:`observe_model` calls this rather than :func:`reference_whole_model` itself: the note on
+    copying looks at the tfa_core functions that an answer's process calls directly, and the check's
+    own loading must not count as the learner's.)"""
+    return {name: p.detach() for name, p in reference_whole_model(config).named_parameters()}
 
 
 # -- a model written out, and its known mistakes ----------------------------------------------------
@@ -173,30 +174,11 @@ class SketchModel(nn.Module):
         return self.lm_head(self.transformer.ln_f(xt + xe))
 
 
-def sketch_with_reference_weights(config: GPTConfigALiBi, mistake: str | None = None) -> SketchModel:
-    """A :class:`SketchModel` carrying the reference's weights where the shapes allow (a dense value
-    matrix gets ``V ⊗ I_d``, an untied head a copy of the embedding, a position table random values)."""
-    reference = dict(reference_whole_model(config).model.named_parameters())
-    model = SketchModel(config, mistake)
-    generator = torch.Generator().manual_seed(SEED + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name == "lm_head.weight":
-                p.copy_(reference["transformer.wte.weight"])
-            elif name.endswith("v_mix") and mistake == "dense value matrix":
-                p.copy_(torch.kron(reference[name], torch.eye(config.head_dim)))
-            elif name in reference:
-                p.copy_(reference[name])
-            else:
-                p.copy_(0.3 * torch.randn(p.shape, generator=generator))
-    return model.eval()
-
-
 def wrong_model(mistake: str):
     """A class-like factory: ``wrong_model("mlp writes xt")(config)`` is that wrong model."""
 
     def build(config):
-        return sketch_with_reference_weights(config, mistake)
+        return SketchModel(config, mistake)
 
     build.__name__ = f"wrong_model_{mistake.replace(' ', '_').replace('-', '_')}"
     return build
@@ -210,13 +192,13 @@ def check_lengths(config) -> list[int]:
     return [config.block_size, 2 * config.block_size + 5]
 
 
-def _logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    out = model(ids)
-    if isinstance(out, dict):
-        out = out["logits"]
-    elif isinstance(out, (tuple, list)):
-        out = out[0]
-    return out
+def _logits_of(output):
+    """The logits in what a model's forward returned: a tensor, ``{"logits": ...}`` or ``(logits, ...)``."""
+    if isinstance(output, dict):
+        return output.get("logits")
+    if isinstance(output, (tuple, list)) and output:
+        return output[0]
+    return output
 
 
 def _names_difference(want: dict, have: dict) -> str | None:
@@ -238,41 +220,77 @@ def _names_difference(want: dict, have: dict) -> str | None:
     return None
 
 
-def compare_models(expected: ReferenceModel | nn.Module, got) -> str | None:
-    """Load ``expected``'s parameters into the learner's model ``got`` and compare the logits of the
-    two on random ids, at each of :func:`check_lengths`. ``None`` when they agree to 1e-5."""
-    if isinstance(expected, ReferenceModel):
-        expected = expected.model
-    if isinstance(got, type) or not isinstance(got, nn.Module):
-        return (f"TokenFactoredModel(config) should give an nn.Module (a subclass instance), got "
-                f"{type(got).__name__}")
-    want = dict(expected.named_parameters())
-    have = dict(got.named_parameters())
-    difference = _names_difference(want, have)
-    if difference is not None:
-        return difference
+class ObservedModel(dict):
+    """What :func:`observe_model` reads from a model: ``{"block_size": ..., "logits": {T: logits}}``,
+    printed in one line per length. (It crosses to the grader as a plain dict.)"""
+
+    def __repr__(self) -> str:
+        return "; ".join(f"logits on {length} tokens: {describe_value(value)}"
+                         for length, value in self["logits"].items())
+
+
+def observe_model(model, config: GPTConfigALiBi) -> dict:
+    """``observe``: the model that ``TokenFactoredModel(config)`` built, as data.
+
+    Loads :func:`seeded_parameters` into it and runs it on two rows of seeded random ids at each of
+    :func:`check_lengths`: ``{"block_size": ..., "logits": {T: (2, T, vocab_size) logits}}``. Past
+    ``block_size``, what the model raises is noted (``{"raised": ..., "error": ...}``) instead of its
+    logits; at ``block_size`` it propagates, as any error of the learner's. ``{"problem": ...}`` when
+    there is no module, or its parameter names or shapes are not the reference's.
+
+    The learner's model is called here directly (not through a helper), so that the tfa_core code it
+    runs is seen by the note on copying.
+    """
+    if isinstance(model, type) or not isinstance(model, nn.Module):
+        return {"problem": f"TokenFactoredModel(config) should give an nn.Module (a subclass instance), got "
+                           f"{type(model).__name__}"}
+    want = seeded_parameters(config)
+    have = dict(model.named_parameters())
+    problem = _names_difference(want, have)
+    if problem is not None:
+        return {"problem": problem}
     with torch.no_grad():
         for name, p in have.items():
             p.copy_(want[name])
-    expected.eval()
-    got.eval()
-    config = expected.config
-    compare = close_tensor(LOGIT_DIMS, atol=1e-5, rtol=1e-5)
+    model.eval()
+    logits = {}
     for number, length in enumerate(check_lengths(config)):
-        where = f"on {length} tokens" + (f" (longer than block_size = {config.block_size})"
-                                          if length > config.block_size else "")
         ids = torch.randint(0, config.vocab_size, (2, length), generator=torch.Generator().manual_seed(number))
-        with torch.no_grad():
-            try:
-                want_logits = _logits(expected, ids)
-            except Exception:  # only a wrong model (a position table) stops here: nothing to compare
+        try:
+            output = model(ids)
+        except Exception as error:
+            if length <= config.block_size:
+                raise
+            logits[length] = {"raised": type(error).__name__, "error": str(error)[:300]}
+            continue
+        logits[length] = _logits_of(output)
+    return ObservedModel(block_size=config.block_size, logits=logits)
+
+
+def compare_models(expected: dict, got) -> str | None:
+    """Compare two observed models (see :func:`observe_model`): the same ``problem``, or logits that
+    agree to 1e-5 at every length. ``None`` when they agree, else what differs, in words."""
+    if not isinstance(got, dict):
+        return f"expected the logits of your model, got {type(got).__name__}"
+    if "problem" in expected or "problem" in got:
+        if expected.get("problem") == got.get("problem"):
+            return None
+        return got.get("problem") or f"expected a model with this problem: {expected['problem']}"
+    block_size, have_logits = expected["block_size"], got.get("logits")
+    if not isinstance(have_logits, dict):
+        return f"expected the logits of your model, got {type(have_logits).__name__}"
+    compare = close_tensor(LOGIT_DIMS, atol=1e-5, rtol=1e-5)
+    for length, want in expected["logits"].items():
+        where = f"on {length} tokens" + (f" (longer than block_size = {block_size})" if length > block_size else "")
+        have = have_logits.get(length)
+        if isinstance(want, dict) or isinstance(have, dict):  # a model raised past block_size
+            if isinstance(want, dict) and isinstance(have, dict) and want.get("raised") == have.get("raised"):
                 continue
-            try:
-                have_logits = _logits(got, ids)
-            except Exception as error:
-                return (f"your model raised {type(error).__name__} {where}: {error}; ALiBi has no length "
-                        "limit, so build the mask and the bias for the actual length T in forward")
-        difference = compare(want_logits, have_logits)
+            if isinstance(have, dict):
+                return (f"your model raised {have.get('raised')} {where}: {have.get('error')}; ALiBi has no "
+                        "length limit, so build the mask and the bias for the actual length T in forward")
+            return f"logits {where}: expected the model to raise {want.get('raised')}"
+        difference = compare(want, have)
         if difference is not None:
             return f"logits {where}: {difference}"
     return None
@@ -303,6 +321,7 @@ register(Exercise(
         _case(6, use_v=True, use_proj=True, n_layer=3),
     ],
     compare=compare_models,
+    observe=observe_model,
     mistakes=[
         Mistake(wrong_model("learned positions"),
                 "positions are added to xt: a position table pollutes the token-like stream and stops the "
