@@ -14,6 +14,10 @@ switches off):
 - ``wte`` and each ``attn.c_attn`` accept ``len(prompt) + n_new`` positions in all, what a cache
   needs: a loop that recomputes the whole sequence at every step runs past that budget, after which
   those modules give zeros, and the tokens go wrong in a way the check recognises and names.
+
+The guards are hooks and attributes of the modules, so they travel with the deep copy of the case's
+model that every call gets; each copy starts with its full budget. What the check compares is the
+returned tokens, which are plain data already.
 """
 
 from __future__ import annotations
