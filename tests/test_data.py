@@ -226,7 +226,7 @@ def test_dataset_with_gpt2_first_window_is_first_tokens():
 def test_dataset_argument_errors(letters):
     with pytest.raises(ValueError, match="only 10 tokens.*block_size=11"):
         prepare_causal_lm_dataset("abcdefghij", letters, block_size=11, batch_size=1)
-    with pytest.raises(ValueError, match="block_size must be at least 1"):
+    with pytest.raises(ValueError, match="block_size must be a positive int"):
         prepare_causal_lm_dataset("abcdefghij", letters, block_size=0, batch_size=1)
     with pytest.raises(ValueError, match=r"stride \(5\) must be at most block_size \(4\)"):
         prepare_causal_lm_dataset("abcdefghij", letters, block_size=4, batch_size=1, stride=5)

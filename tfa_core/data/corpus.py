@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tfa_core.model.checks import is_int, require_number
+from tfa_core.model.checks import is_int, require_number, require_positive_int
 
 TEXT_SUFFIXES = (".txt", ".md")
 
@@ -168,15 +168,6 @@ def train_val_split(data, val_fraction: float = 0.1):
     return data[:n_train], data[n_train:]
 
 
-def _positive_int(name: str, value) -> int:
-    """``value`` if it is an int >= 1, else a ValueError/TypeError naming ``name``."""
-    if not is_int(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
-
-
 def _as_token_tensor(tokens) -> torch.Tensor:
     """``tokens`` (a list of ints or an integer tensor/array) as a 1-D int64 tensor."""
     if isinstance(tokens, (list, tuple)) and not tokens:
@@ -205,8 +196,8 @@ class TokenWindowDataset(Dataset):
 
     def __init__(self, tokens, block_size: int, stride: int | None = None) -> None:
         self.tokens = _as_token_tensor(tokens)
-        self.block_size = _positive_int("block_size", block_size)
-        self.stride = self.block_size if stride is None else _positive_int("stride", stride)
+        self.block_size = require_positive_int("block_size", block_size)
+        self.stride = self.block_size if stride is None else require_positive_int("stride", stride)
         if self.stride > self.block_size:
             raise ValueError(
                 f"stride ({self.stride}) must be at most block_size ({self.block_size}), "
@@ -263,7 +254,7 @@ def prepare_causal_lm_dataset(
         if index > 0:
             ids.append(tokenizer.eos_token_id)
         ids.extend(tokenizer.encode(document))
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = require_positive_int("batch_size", batch_size)
     if not is_int(seed):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     dataset = TokenWindowDataset(ids, block_size, stride)
@@ -294,8 +285,8 @@ def random_batch(
     to input_ids.
     """
     tokens = _as_token_tensor(tokens)
-    block_size = _positive_int("block_size", block_size)
-    batch_size = _positive_int("batch_size", batch_size)
+    block_size = require_positive_int("block_size", block_size)
+    batch_size = require_positive_int("batch_size", batch_size)
     if len(tokens) < block_size:
         raise ValueError(
             f"there are only {len(tokens)} tokens, but one window needs "
