@@ -172,8 +172,9 @@ def activation_breakdown(config, batch_size: int | None = None, block_size: int 
         N C c            each H x H channel mix (use_v, use_proj): its input
         2 N C m          with dropout: the masks after attention and after the MLP
 
-    With ``checkpointing`` a block keeps only its inputs ``xt`` and ``xe`` (``2 N C 4``) and
-    recomputes the rest during the backward pass. Outside the blocks: the token ids (``8 N``), the
+    With ``checkpointing`` a block keeps only its inputs ``xt`` and ``xe`` (``2 N C 4``) and the
+    dense bias all blocks share (kept once, under ``attention bias``), and recomputes the rest during
+    the backward pass. Outside the blocks: the token ids (``8 N``), the
     final LayerNorm (``N C 4 + 8 N``) and its output (``N C c``), the log-probabilities that
     cross-entropy keeps (``B (T-1) V 4``) and the targets.
     """
