@@ -163,3 +163,54 @@ def test_lens_attention_widget_names_bad_arguments():
         lens_attention_widget(vanilla, tokenizer)
     with pytest.raises(ValueError, match="max_tokens must be between 1 and 64"):
         lens_attention_widget(model, tokenizer, max_tokens=100)
+
+
+# -- what a page without the widget front end shows, and layouts that fit --------------------------------
+
+def every_widget():
+    config = GPTConfigALiBi(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=20, dropout=0.0)
+    from tfa_core.teaching.widgets import lens_attention_widget
+
+    model, tokenizer = lens_model()
+    return [slopes_widget(), alibi_bias_widget(), channel_mix_widget(),
+            stream_norms_widget(get_model("FactoredALiBi", config), torch.tensor([1, 2, 3])),
+            lens_attention_widget(model, tokenizer, prompt="ab\ncd")]
+
+
+def test_display_data_carries_the_current_figure_not_the_repr():
+    import base64
+
+    for box in every_widget():
+        bundle = box._repr_mimebundle_()
+        assert set(bundle) == {"application/vnd.jupyter.widget-view+json", "image/png", "text/plain"}
+        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
+        assert base64.b64decode(bundle["image/png"]) == bytes(box.figure.value)
+        assert "VBox" not in bundle["text/plain"] and "run the notebook" in bundle["text/plain"]
+    box = slopes_widget(n_head=4)
+    box.controls["n_head"].value = 6  # the fallback is the figure shown now
+    assert base64.b64decode(box._repr_mimebundle_()["image/png"]) == bytes(box.figure.value)
+
+
+def test_sliders_keep_their_width_and_rows_wrap():
+    import ipywidgets
+
+    for box in every_widget():
+        rows = [child for child in box.children if isinstance(child, ipywidgets.HBox)]
+        assert rows and all(row.layout.flex_flow == "row wrap" for row in rows)
+        for control in box.controls.values():
+            if isinstance(control, (ipywidgets.IntSlider, ipywidgets.FloatSlider)):
+                assert int(control.layout.min_width.removesuffix("px")) >= 270, control.description
+
+
+def test_the_lens_prompt_shows_its_newlines():
+    import ipywidgets
+    from tfa_core.teaching.widgets import lens_attention_widget
+
+    model, tokenizer = lens_model()
+    box = lens_attention_widget(model, tokenizer, prompt="ab\ncd")
+    assert isinstance(box.controls["prompt"], ipywidgets.Textarea)  # a newline is a visible line break
+    assert box.controls["prompt"].rows >= 3
+    assert box.controls["position"].max == 4  # a, b, the newline, c, d
+    assert "Query 4 is 'd'" in box.table.value
+    box.controls["position"].value = 2
+    assert "Query 2 is '⏎'" in box.table.value
