@@ -214,3 +214,23 @@ def test_the_lens_prompt_shows_its_newlines():
     assert "Query 4 is 'd'" in box.table.value
     box.controls["position"].value = 2
     assert "Query 2 is '⏎'" in box.table.value
+
+
+def test_saved_notebooks_show_figures_where_no_widget_front_end_runs():
+    """Every widget output of the committed course carries its figure (or a finished progress bar),
+    and no notebook carries widget state that only a script from a CDN could render."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("static_outputs", root / "book" / "static_outputs.py")
+    static_outputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(static_outputs)
+    widget_outputs = 0
+    for path in sorted((root / "course").glob("*.ipynb")):
+        notebook = json.loads(path.read_text())
+        assert static_outputs.problems(notebook) == [], f"{path.name}: run python book/static_outputs.py {path}"
+        widget_outputs += sum(static_outputs.VIEW in output.get("data", {})
+                              for cell in notebook["cells"] for output in cell.get("outputs", []))
+    assert widget_outputs >= 6  # 02, 03 (two), 04, 06's progress bar, 08
