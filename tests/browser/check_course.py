@@ -161,15 +161,16 @@ def watch(page, errors: list[str], origin: str) -> None:
 
 def open_notebook(page, lab: Lab, name: str) -> None:
     """Open ``name`` from its URL and wait until its kernel is connected and idle."""
-    page.goto(f"{lab.url}/lab/tree/{urllib.parse.quote(name)}?token={lab.token}")
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=90_000)
+    # a workspace of its own: only this notebook open, the default layout (file browser open)
+    page.goto(f"{lab.url}/lab/workspaces/{name[:2]}/tree/{urllib.parse.quote(name)}?token={lab.token}")
+    page.locator(".jp-NotebookPanel:visible .jp-Cell").first.wait_for(timeout=90_000)
     deadline = time.time() + 120
     while not any(s["path"] == name and s["kernel"]["execution_state"] == "idle" and s["kernel"]["connections"]
                   for s in lab.api("GET", "/api/sessions")):
         if time.time() > deadline:
             raise TimeoutError(f"the kernel of {name} did not start")
         page.wait_for_timeout(500)  # not time.sleep: the page's events are handled while Playwright waits
-    page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=90_000)
+    page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=90_000)
     if not page.locator("#filebrowser").is_visible():  # the default layout: the file browser open
         page.locator(".jp-SideBar [data-id='filebrowser']").click()
     page.locator("#filebrowser").wait_for(state="visible")
@@ -186,7 +187,7 @@ def run_all(page, timeout: float) -> float:
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     prompts = page.locator(".jp-NotebookPanel:visible .jp-CodeCell .jp-InputArea-prompt")
-    page.wait_for_function("() => [...document.querySelectorAll('.jp-NotebookPanel .jp-InputArea-prompt')]"
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-InputArea-prompt')]"
                            ".some(p => p.innerText.includes('*'))", timeout=30_000)
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -298,11 +299,11 @@ def check_notebook(page, lab: Lab, name: str, report: Report, widths: dict, time
     report.check(not any(bad in texts for bad in BAD_TEXTS),
                  f"before running: no widget shows as {BAD_TEXTS[0]!r}, an error or its Python repr")
     notebook = json.loads((lab.course / name).read_text())
-    widget_cells = [i for i, cell in enumerate(notebook["cells"])
-                    if any(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", []))]
+    widget_cells = [(i, k) for i, cell in enumerate(notebook["cells"])
+                    for k, o in enumerate(cell.get("outputs", [])) if WIDGET_VIEW in o.get("data", {})]
     cells = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
-    for i in widget_cells:
-        output = cells.nth(i).locator(".jp-OutputArea-output").first
+    for i, k in widget_cells:
+        output = cells.nth(i).locator(".jp-OutputArea-child").nth(k).locator(".jp-OutputArea-output")
         output.scroll_into_view_if_needed()
         text, pictures = output.inner_text(), output.locator("img").count()
         report.check(pictures == 1 or re.search(r"100%\|█+\|", text) is not None,
@@ -324,10 +325,10 @@ def check_notebook(page, lab: Lab, name: str, report: Report, widths: dict, time
         page.wait_for_function("w => !w.innerText.includes('Loading widget')", arg=widget.element_handle(),
                                timeout=30_000)
         text = widget.inner_text()
-        rendered = widget.locator(".widget-hslider, .widget-progress, textarea").count() > 0
+        rendered = widget.locator(".widget-hslider, .widget-hprogress, textarea").count() > 0
         report.check(rendered and not any(bad in text for bad in BAD_TEXTS),
                      f"widget {i + 1} renders as controls ({text.strip().splitlines()[0][:40] if text.strip() else ''!r})")
-        if widget.locator(".widget-progress").count():
+        if widget.locator(".widget-hprogress").count():
             report.check("100%" in text, f"the progress bar ends at 100%: {text.strip()[:80]!r}")
             continue
         descriptions = widget.locator(".widget-label").all_inner_texts()
