@@ -355,7 +355,7 @@ def check_book(browser, site: Path, report: Report) -> None:
     watch(page, errors, origin)
     bad_responses: list[str] = []
     page.on("response", lambda r: bad_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    queue, seen, anchors_wanted = [f"{origin}/index.html"], set(), []
+    queue, seen, anchors_wanted = [f"{origin}/index.html", f"{origin}/search.html?q=ALiBi"], set(), []
     pages = images = links = 0
     try:
         while queue:
@@ -387,6 +387,9 @@ def check_book(browser, site: Path, report: Report) -> None:
                 if target.endswith(".html") or target.endswith("/"):
                     queue.append(target if target.endswith(".html") else target + "index.html")
             name = url.removeprefix(origin)
+            text = page.locator("body").inner_text()
+            shown_badly = [bad for bad in BAD_TEXTS if bad in text]
+            report.check(not shown_badly, f"book {name}: no widget shown as {shown_badly or 'its repr or a message'}")
             report.check(ok and not broken and not errors,
                          f"book {name}: loads, {count} images load, console clean"
                          + (f" -- broken {broken}" if broken else "") + (f" -- {errors}" if errors else ""))
