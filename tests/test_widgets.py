@@ -234,3 +234,20 @@ def test_saved_notebooks_show_figures_where_no_widget_front_end_runs():
         widget_outputs += sum(static_outputs.VIEW in output.get("data", {})
                               for cell in notebook["cells"] for output in cell.get("outputs", []))
     assert widget_outputs >= 6  # 02, 03 (two), 04, 06's progress bar, 08
+
+
+def test_nbconvert_html_shows_the_widgets_figures_without_a_widget_script():
+    from pathlib import Path
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    path = Path(__file__).resolve().parents[1] / "course" / "03_alibi.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    saved = [output["data"]["image/png"] for cell in notebook.cells for output in cell.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in output.get("data", {})]
+    assert len(saved) == 2  # the slopes widget and the bias widget
+    for png in saved:
+        assert f"data:image/png;base64,{png.strip()}" in body
+    assert "html-manager" not in body and "Box(children=" not in body
