@@ -207,13 +207,20 @@ def shown(widget) -> tuple[str, str]:
             widget.locator(".widget-html-content").last.inner_html())
 
 
-def wait_for_change(page, widget, before, timeout=60.0) -> tuple[str, str] | None:
+def wait_for_change(page, widget, before, timeout=60.0, quiet=1.0) -> tuple[str, str] | None:
+    """What the widget shows once both its figure and its table differ from ``before`` and then stay
+    the same for ``quiet`` seconds (a drag sends many values; the kernel draws each in turn)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         now = shown(widget)
         if now[0] != before[0] and now[1] != before[1]:
-            page.wait_for_timeout(300)  # let the rest of the update land
-            return shown(widget)
+            settled = time.time()
+            while time.time() - settled < quiet and time.time() < deadline:
+                page.wait_for_timeout(200)
+                latest = shown(widget)
+                if latest != now:
+                    now, settled = latest, time.time()
+            return now
         page.wait_for_timeout(100)
     return None
 

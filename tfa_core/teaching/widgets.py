@@ -199,7 +199,7 @@ def alibi_bias_widget(n_head: int = 8, length: int = 24, max_length: int = 128):
         right.set_title(f"last query of {T}: weights from ALiBi alone")
         recent = float(weights[-min(8, T):].sum())
         rows = [[str(h), _power_of_two(float(s)), f"{math.log(2) / float(s):.1f}"] for h, s in enumerate(slopes)]
-        text = (f"<p>Head {head}: slope {m:.4g}; with equal scores the newest key gets weight "
+        text = (f"<p>Head {head}: slope {m:.4g}; over {T} keys with equal scores the newest key gets weight "
                 f"{float(weights[-1]):.3f} and the last {min(8, T)} keys get {recent:.0%} of the weight.</p>"
                 + _table(["head", "slope", "half-weight distance"], rows, bold_row=head))
         return _png(figure), text
