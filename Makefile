@@ -3,13 +3,15 @@
 #   make test     -> .venv with everything, then the whole test suite in quick mode
 #   make bench    -> the CPU benchmarks quoted in the README, their output saved in benchmarks/results/
 #   make gpu-check -> on a CUDA machine, with its own torch: the CUDA tests and the CUDA benchmark
+#   make book     -> the course as a static website in book/_build/html (open index.html), offline
+#   make browser-test -> JupyterLab + Debian's Chromium through every widget notebook, then the book
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch 2.13.0; on a CUDA machine override with e.g. TORCH="torch"
 TORCH ?= torch==2.13.0
 
-.PHONY: install course test bench gpu-check clean
+.PHONY: install course test bench gpu-check book browser-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +29,16 @@ course: install
 
 test: install
 	TFA_QUICK=1 $(BIN)/python -m pytest
+
+# The committed notebooks as they are, nothing executed; about 15 s.
+book: install
+	$(BIN)/python book/build.py
+
+# A real browser: Debian's Chromium (apt-get install chromium), driven by Playwright; a few minutes.
+CHROMIUM ?= /usr/bin/chromium
+browser-test: install book
+	@test -x "$(CHROMIUM)" || { echo "make browser-test needs Debian's Chromium: apt-get install chromium"; exit 1; }
+	CHROMIUM="$(CHROMIUM)" $(BIN)/python tests/browser/check_course.py
 
 # About 15 minutes on two CPU cores; run it on an otherwise idle machine.
 RESULTS := benchmarks/results/performance-cpu
@@ -48,4 +60,4 @@ gpu-check:
 	PYTHONPATH=. $(PYTHON) benchmarks/cuda_throughput.py --steps 20
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis book/_build

@@ -163,3 +163,91 @@ def test_lens_attention_widget_names_bad_arguments():
         lens_attention_widget(vanilla, tokenizer)
     with pytest.raises(ValueError, match="max_tokens must be between 1 and 64"):
         lens_attention_widget(model, tokenizer, max_tokens=100)
+
+
+# -- what a page without the widget front end shows, and layouts that fit --------------------------------
+
+def every_widget():
+    config = GPTConfigALiBi(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=20, dropout=0.0)
+    from tfa_core.teaching.widgets import lens_attention_widget
+
+    model, tokenizer = lens_model()
+    return [slopes_widget(), alibi_bias_widget(), channel_mix_widget(),
+            stream_norms_widget(get_model("FactoredALiBi", config), torch.tensor([1, 2, 3])),
+            lens_attention_widget(model, tokenizer, prompt="ab\ncd")]
+
+
+def test_display_data_carries_the_current_figure_not_the_repr():
+    import base64
+
+    for box in every_widget():
+        bundle = box._repr_mimebundle_()
+        assert set(bundle) == {"application/vnd.jupyter.widget-view+json", "image/png", "text/plain"}
+        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
+        assert base64.b64decode(bundle["image/png"]) == bytes(box.figure.value)
+        assert "VBox" not in bundle["text/plain"] and "run the notebook" in bundle["text/plain"]
+    box = slopes_widget(n_head=4)
+    box.controls["n_head"].value = 6  # the fallback is the figure shown now
+    assert base64.b64decode(box._repr_mimebundle_()["image/png"]) == bytes(box.figure.value)
+
+
+def test_sliders_keep_their_width_and_rows_wrap():
+    import ipywidgets
+
+    for box in every_widget():
+        rows = [child for child in box.children if isinstance(child, ipywidgets.HBox)]
+        assert rows and all(row.layout.flex_flow == "row wrap" for row in rows)
+        for control in box.controls.values():
+            if isinstance(control, (ipywidgets.IntSlider, ipywidgets.FloatSlider)):
+                assert int(control.layout.min_width.removesuffix("px")) >= 270, control.description
+
+
+def test_the_lens_prompt_shows_its_newlines():
+    import ipywidgets
+    from tfa_core.teaching.widgets import lens_attention_widget
+
+    model, tokenizer = lens_model()
+    box = lens_attention_widget(model, tokenizer, prompt="ab\ncd")
+    assert isinstance(box.controls["prompt"], ipywidgets.Textarea)  # a newline is a visible line break
+    assert box.controls["prompt"].rows >= 3
+    assert box.controls["position"].max == 4  # a, b, the newline, c, d
+    assert "Query 4 is 'd'" in box.table.value
+    box.controls["position"].value = 2
+    assert "Query 2 is '⏎'" in box.table.value
+
+
+def test_saved_notebooks_show_figures_where_no_widget_front_end_runs():
+    """Every widget output of the committed course carries its figure (or a finished progress bar),
+    and no notebook carries widget state that only a script from a CDN could render."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("static_outputs", root / "book" / "static_outputs.py")
+    static_outputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(static_outputs)
+    widget_outputs = 0
+    for path in sorted((root / "course").glob("*.ipynb")):
+        notebook = json.loads(path.read_text())
+        assert static_outputs.problems(notebook) == [], f"{path.name}: run python book/static_outputs.py {path}"
+        widget_outputs += sum(static_outputs.VIEW in output.get("data", {})
+                              for cell in notebook["cells"] for output in cell.get("outputs", []))
+    assert widget_outputs >= 6  # 02, 03 (two), 04, 06's progress bar, 08
+
+
+def test_nbconvert_html_shows_the_widgets_figures_without_a_widget_script():
+    from pathlib import Path
+
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    path = Path(__file__).resolve().parents[1] / "course" / "03_alibi.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    saved = [output["data"]["image/png"] for cell in notebook.cells for output in cell.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in output.get("data", {})]
+    assert len(saved) == 2  # the slopes widget and the bias widget
+    for png in saved:
+        assert f"data:image/png;base64,{png.strip()}" in body
+    assert "html-manager" not in body and "Box(children=" not in body

@@ -1,38 +1,59 @@
 """Interactive widgets for the course notebooks: move a slider, see the model's numbers change.
 
-Each function returns an ``ipywidgets.VBox`` that a notebook displays by putting it last in a cell.
-What it shows is a PNG figure (``box.figure``, an ``ipywidgets.Image``) and a table
-(``box.table``, an ``ipywidgets.HTML``); its sliders are in ``box.controls`` by name, so a test, or
+Each function returns a ``WidgetBox`` (an ``ipywidgets.VBox``) that a notebook displays by putting it
+last in a cell. What it shows is a PNG figure (``box.figure``, an ``ipywidgets.Image``) and a table
+(``box.table``, an ``ipywidgets.HTML``); its controls are in ``box.controls`` by name, so a test, or
 a curious learner, can set them from code::
 
     box = slopes_widget()
     box.controls["n_head"].value = 6      # the figure and the table update at once
 
 Figures are drawn with matplotlib's ``Figure`` directly (not pyplot), so nothing pops up and the
-notebook's own plots are left alone.
+notebook's own plots are left alone. The controls sit in rows that wrap rather than shrink, so every
+slider keeps a usable track in a narrow notebook; and the display data carries the figure as a PNG
+too, which is what a page without the widget front end shows (a notebook before it runs, GitHub,
+nbconvert's HTML, the course's book) instead of the widget's Python repr.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import math
 
+import ipywidgets
 import torch
 
 from tfa_core.model.alibi import alibi_bias, alibi_slopes
+from tfa_core.model.checks import is_int
 from tfa_core.model.factored import channel_mix, kronecker_lift
 
-__all__ = ["slopes_widget", "alibi_bias_widget", "stream_norms_widget", "channel_mix_widget",
+__all__ = ["WidgetBox", "slopes_widget", "alibi_bias_widget", "stream_norms_widget", "channel_mix_widget",
            "lens_attention_widget"]
 
+# A slider as wide as this keeps a track of about 200 px beside its label and readout; in a row that
+# is too narrow the next slider wraps to a new line instead of squeezing every track to a knob.
+SLIDER_WIDTH = "320px"
 
-def _widgets():
-    try:
-        import ipywidgets
-    except ImportError:  # pragma: no cover -- ipywidgets is a dependency of tfa_core
-        raise ModuleNotFoundError("the course widgets need ipywidgets: pip install ipywidgets") from None
-    return ipywidgets
+
+class WidgetBox(ipywidgets.VBox):
+    """The rows of controls, the figure and the table of one course widget.
+
+    In JupyterLab it is the live widget. Its display data also carries the current figure as
+    ``image/png`` and a one-line ``text/plain``: renderers without the widget front end show the
+    picture, never ``VBox(children=(...``, and nothing is fetched from a network.
+    """
+
+    title = "course widget"
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = f"{self.title} (run the notebook to use its controls)"
+        figure = bytes(self.figure.value)
+        if figure:
+            bundle["image/png"] = base64.b64encode(figure).decode("ascii")
+        return bundle
 
 
 def _png(figure) -> bytes:
@@ -60,7 +81,7 @@ def _power_of_two(x: float) -> str:
 
 def _require_int(name: str, value, low: int, high: int | None = None) -> None:
     """A ValueError/TypeError naming the argument unless ``low <= value <= high``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < low or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
@@ -77,12 +98,18 @@ def _table(header: list[str], rows: list[list[str]], bold_row: int | None = None
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _assemble(controls: dict, update, width: str = "760px"):
-    """A VBox of the controls, the figure and the table; ``update(values)`` returns ``(png, html)``
-    and runs once now and again whenever a control changes."""
-    widgets = _widgets()
-    figure = widgets.Image(format="png", layout=widgets.Layout(width=width))
-    table = widgets.HTML()
+def _slider(kind, description: str, **options):
+    """An ``IntSlider``/``FloatSlider`` of the course's width (``SLIDER_WIDTH``) unless told otherwise."""
+    options.setdefault("layout", ipywidgets.Layout(width=SLIDER_WIDTH, min_width=SLIDER_WIDTH))
+    return kind(description=description, **options)
+
+
+def _assemble(title: str, controls: dict, update, width: str = "760px", rows: list[list[str]] | None = None):
+    """A ``WidgetBox`` of the controls (in ``rows`` of names, one row of all of them by default; a row
+    wraps when the notebook is narrow), the figure and the table. ``update(values)`` returns
+    ``(png, html)`` and runs once now and again whenever a control changes."""
+    figure = ipywidgets.Image(format="png", layout=ipywidgets.Layout(width=width, max_width="100%", height="auto"))
+    table = ipywidgets.HTML()
 
     def refresh(_change=None) -> None:
         png, text = update({name: control.value for name, control in controls.items()})
@@ -91,8 +118,11 @@ def _assemble(controls: dict, update, width: str = "760px"):
     for control in controls.values():
         control.observe(refresh, names="value")
     refresh()
-    box = widgets.VBox([widgets.HBox(list(controls.values())), figure, table])
-    box.controls, box.figure, box.table, box.refresh = controls, figure, table, refresh
+    rows = rows or [list(controls)]
+    wrap = ipywidgets.Layout(flex_flow="row wrap", align_items="center")
+    lines = [ipywidgets.HBox([controls[name] for name in row], layout=wrap) for row in rows]
+    box = WidgetBox([*lines, figure, table])
+    box.title, box.controls, box.figure, box.table, box.refresh = title, controls, figure, table, refresh
     return box
 
 
@@ -103,8 +133,7 @@ def slopes_widget(n_head: int = 6, max_heads: int = 16):
     ``2^(-8(h+1)/n)`` that blogs use, which agrees only when ``n`` is a power of two."""
     _require_int("max_heads", max_heads, 1)
     _require_int("n_head", n_head, 1, max_heads)
-    widgets = _widgets()
-    slider = widgets.IntSlider(value=n_head, min=1, max=max_heads, description="heads")
+    slider = _slider(ipywidgets.IntSlider, "heads", value=n_head, min=1, max=max_heads)
 
     def update(values):
         n = values["n_head"]
@@ -129,7 +158,7 @@ def slopes_widget(n_head: int = 6, max_heads: int = 16):
                 + _table(["head", "slope", "value", "closed form", "same?"], rows))
         return _png(figure), text
 
-    return _assemble({"n_head": slider}, update)
+    return _assemble("ALiBi slopes widget", {"n_head": slider}, update)
 
 
 # -- ALiBi bias and attention span ---------------------------------------------------------------------
@@ -140,10 +169,9 @@ def alibi_bias_widget(n_head: int = 8, length: int = 24, max_length: int = 128):
     _require_int("n_head", n_head, 1)
     _require_int("max_length", max_length, 2)
     _require_int("length", length, 2, max_length)
-    widgets = _widgets()
     controls = {
-        "head": widgets.IntSlider(value=0, min=0, max=n_head - 1, description="head"),
-        "length": widgets.IntSlider(value=length, min=2, max=max_length, description="length"),
+        "head": _slider(ipywidgets.IntSlider, "head", value=0, min=0, max=n_head - 1),
+        "length": _slider(ipywidgets.IntSlider, "length", value=length, min=2, max=max_length),
     }
     slopes = alibi_slopes(n_head)
 
@@ -172,12 +200,12 @@ def alibi_bias_widget(n_head: int = 8, length: int = 24, max_length: int = 128):
         right.set_title(f"last query of {T}: weights from ALiBi alone")
         recent = float(weights[-min(8, T):].sum())
         rows = [[str(h), _power_of_two(float(s)), f"{math.log(2) / float(s):.1f}"] for h, s in enumerate(slopes)]
-        text = (f"<p>Head {head}: slope {m:.4g}; with equal scores the newest key gets weight "
+        text = (f"<p>Head {head}: slope {m:.4g}; over {T} keys with equal scores the newest key gets weight "
                 f"{float(weights[-1]):.3f} and the last {min(8, T)} keys get {recent:.0%} of the weight.</p>"
                 + _table(["head", "slope", "half-weight distance"], rows, bold_row=head))
         return _png(figure), text
 
-    return _assemble(controls, update, width="860px")
+    return _assemble("ALiBi bias widget", controls, update, width="860px")
 
 
 # -- the two streams through the layers ----------------------------------------------------------------
@@ -191,7 +219,6 @@ def stream_norms_widget(model, input_ids: torch.Tensor):
     """
     from tfa_core.model.factored import FactoredTransformerModelALiBi
 
-    widgets = _widgets()
     if not isinstance(model, FactoredTransformerModelALiBi):
         raise TypeError(f"stream_norms_widget needs a token-factored model (get_model('FactoredALiBi', "
                         f"config)), which keeps xt and xe apart; got {type(model).__name__}")
@@ -204,7 +231,7 @@ def stream_norms_widget(model, input_ids: torch.Tensor):
     model.train(was_training)
     xt_norms = [xt[0].norm(dim=-1).cpu() for xt, _ in streams]  # per layer, (T,)
     xe_norms = [xe[0].norm(dim=-1).cpu() for _, xe in streams]
-    slider = widgets.IntSlider(value=len(streams) - 1, min=0, max=len(streams) - 1, description="layer")
+    slider = _slider(ipywidgets.IntSlider, "layer", value=len(streams) - 1, min=0, max=len(streams) - 1)
 
     def update(values):
         layer = values["layer"]
@@ -232,7 +259,7 @@ def stream_norms_widget(model, input_ids: torch.Tensor):
                                                             rows, bold_row=layer))
         return _png(figure), text
 
-    return _assemble({"layer": slider}, update, width="860px")
+    return _assemble("stream norms widget", {"layer": slider}, update, width="860px")
 
 
 # -- channel mixing ------------------------------------------------------------------------------------
@@ -243,10 +270,10 @@ def channel_mix_widget(n_head: int = 3, head_dim: int = 4):
     becomes: a weighted sum of whole head-blocks of ``xt``."""
     _require_int("n_head", n_head, 1, 6)  # one slider per entry of V: 36 at most
     _require_int("head_dim", head_dim, 1)
-    widgets = _widgets()
-    entries = {f"V[{h},{g}]": widgets.FloatSlider(value=float(h == g), min=-1.0, max=1.0, step=0.1,
-                                                   description=f"V[{h},{g}]", continuous_update=False,
-                                                   layout=widgets.Layout(width="250px"))
+    entries = {f"V[{h},{g}]": _slider(ipywidgets.FloatSlider, f"V[{h},{g}]", value=float(h == g), min=-1.0,
+                                      max=1.0, step=0.1, continuous_update=False,
+                                      style={"description_width": "48px"},
+                                      layout=ipywidgets.Layout(width="270px", min_width="270px"))
                for h in range(n_head) for g in range(n_head)}
 
     def update(values):
@@ -283,11 +310,8 @@ def channel_mix_widget(n_head: int = 3, head_dim: int = 4):
                          rows))
         return _png(figure), text
 
-    box = _assemble(entries, update, width="760px")
-    grid = widgets.GridBox(list(entries.values()),
-                           layout=widgets.Layout(grid_template_columns=f"repeat({n_head}, 260px)"))
-    box.children = (grid, *box.children[1:])
-    return box
+    rows = [[f"V[{h},{g}]" for g in range(n_head)] for h in range(n_head)]  # one row of V per line
+    return _assemble("channel mixing widget", entries, update, width="760px", rows=rows)
 
 
 # -- inside the streams: attention by head and the logit lens ------------------------------------------
@@ -298,6 +322,94 @@ def _token_label(tokenizer, token_id: int) -> str:
     return text.replace(" ", "␣").replace("\n", "⏎") or f"<{int(token_id)}>"
 
 
+class _LensReadout:
+    """What the model makes of one prompt: its token ids ``(T,)``, the logit lens (``logit_lens``:
+    stream name -> ``(n_layer + 1, 1, T, vocab)``) and the attention maps ``(n_layer, n_head, T, T)``."""
+
+    def __init__(self, ids: torch.Tensor, lens: dict, maps: torch.Tensor, labels: list[str]):
+        self.ids, self.lens, self.maps, self.labels = ids, lens, maps, labels
+
+
+def _read_prompt(model, tokenizer, text: str, max_tokens: int) -> _LensReadout | str:
+    """Reading: run ``model`` on the first ``max_tokens`` tokens of ``text``; a ``_LensReadout``, or
+    the reason, in words, that the prompt cannot be read."""
+    from tfa_core.experiments.inspection import attention_maps, logit_lens
+
+    try:
+        ids = tokenizer.encode(text)[:max_tokens]
+    except ValueError as error:
+        return f"the tokenizer cannot encode this prompt: {error}"
+    if not ids:
+        return "type at least one token"
+    ids = torch.tensor(ids)
+    labels = [_token_label(tokenizer, i) for i in ids.tolist()]
+    return _LensReadout(ids, logit_lens(model, ids), attention_maps(model, ids), labels)
+
+
+def _slope_text(model, layer: int, head: int) -> str:
+    own = model.transformer.h[layer - 1].attn.alibi_slopes  # a layer's own slopes, else the model's
+    slope = model.alibi_slopes if own is None else own
+    if slope is None:
+        return f"no ALiBi slope ({model.position_scheme} positions)"
+    m = float(slope[head])
+    return f"slope {_power_of_two(m)}, half weight {math.log(2) / m:.1f} tokens back"
+
+
+def _plot_attention(readout: _LensReadout, layer: int, head: int, query: int, slope_text: str) -> bytes:
+    """Plotting: the query's attention row over keys ``0..query`` (its strongest key in red) beside
+    the head's whole ``(T, T)`` map, with the query's row marked; a PNG."""
+    row = readout.maps[layer - 1, head, query, : query + 1]
+    strongest = int(row.argmax())
+    figure, (left, right) = _figure(10.0, 3.4, columns=2)
+    colours = ["#d62728" if j == strongest else "#1f77b4" for j in range(query + 1)]
+    left.bar(range(query + 1), row.numpy(), color=colours)
+    if query < 48:
+        left.set_xticks(range(query + 1))
+        left.set_xticklabels(readout.labels[: query + 1], fontsize=7)
+    left.set_xlabel("key")
+    left.set_ylabel("attention weight")
+    left.set_title(f"layer {layer}, head {head}: query {query} ({readout.labels[query]})", fontsize=9)
+    right.imshow(readout.maps[layer - 1, head].numpy(), cmap="viridis", vmin=0, vmax=1)
+    right.axhline(query, color="#d62728", linewidth=1)
+    right.set_xlabel("key j")
+    right.set_ylabel("query i")
+    right.set_title(f"the head's whole map ({slope_text})", fontsize=9)
+    return _png(figure)
+
+
+def _tabulate_lens(readout: _LensReadout, tokenizer, layer: int, head: int, query: int, slope_text: str,
+                   top_k: int) -> str:
+    """Tabulating: the attention row in words, then the ``top_k`` tokens that ``xt``, ``xe`` and
+    ``xt + xe`` read as after ``layer`` at ``query`` (the input token in bold), as HTML."""
+    from tfa_core.experiments.inspection import token_ranks
+
+    labels = readout.labels
+    row = readout.maps[layer - 1, head, query, : query + 1]
+    strongest = int(row.argmax())
+    mean_distance = float((row * torch.arange(query, -1, -1, dtype=row.dtype)).sum())
+    streams = ("xt", "xe", "xt+xe")
+    logits = {name: readout.lens[name][layer, 0, query] for name in streams}
+    top = {name: torch.softmax(logits[name], dim=-1).topk(top_k) for name in streams}
+    token = int(readout.ids[query])
+    ranks = {name: int(token_ranks(logits[name], torch.tensor(token))) for name in streams}
+    rows = []
+    for k in range(top_k):
+        cells = [str(k + 1)]
+        for name in streams:
+            tid, p = int(top[name].indices[k]), float(top[name].values[k])
+            label = html.escape(_token_label(tokenizer, tid))
+            cells.append(f"<b>{label}</b> {p:.3f}" if tid == token else f"{label} {p:.3f}")
+        rows.append(cells)
+    return (f"<p>Layer {layer}, head {head} ({slope_text}). Query {query} is "
+            f"{html.escape(labels[query])!r}; its strongest key is position {strongest} "
+            f"({html.escape(labels[strongest])!r}) with weight {float(row[strongest]):.3f}, and on average "
+            f"it looks {mean_distance:.1f} tokens back.</p>"
+            f"<p>Logit lens after layer {layer} at position {query}: the input token "
+            f"{html.escape(labels[query])!r} ranks {ranks['xt']} in lens(xt), {ranks['xe']} in lens(xe) "
+            f"and {ranks['xt+xe']} in lens(xt+xe) (0 = first; in bold when it is in the top {top_k}).</p>"
+            + _table(["", "lens(xt)", "lens(xe)", "lens(xt+xe)"], rows))
+
+
 def lens_attention_widget(model, tokenizer, prompt: str = "ROMEO:\nBut, soft! what light",
                           top_k: int = 5, max_tokens: int = 64):
     """Type a prompt; pick a layer, a head and a query position -> the attention of that query in
@@ -305,11 +417,11 @@ def lens_attention_widget(model, tokenizer, prompt: str = "ROMEO:\nBut, soft! wh
     ``xt + xe`` after that layer at that position: the ``top_k`` tokens each stream reads as.
 
     ``model``: a token-factored model; ``tokenizer``: the one it was trained with. The prompt is cut
-    to its first ``max_tokens`` tokens. Controls: ``prompt`` (text), ``layer`` (1 .. n_layer),
-    ``head`` and ``position``; the position slider follows the prompt's length. A prompt the
-    tokenizer cannot encode shows the reason instead of a figure.
+    to its first ``max_tokens`` tokens. Controls: ``prompt`` (a multi-line text box, applied when it
+    loses focus, so a newline the positions count is one the learner sees), ``layer``
+    (1 .. n_layer), ``head`` and ``position``; the position slider follows the prompt's length. A
+    prompt the tokenizer cannot encode shows the reason instead of a figure.
     """
-    from tfa_core.experiments.inspection import attention_maps, logit_lens, token_ranks
     from tfa_core.model.factored import FactoredTransformerModelALiBi
 
     if not isinstance(model, FactoredTransformerModelALiBi):
@@ -317,39 +429,32 @@ def lens_attention_widget(model, tokenizer, prompt: str = "ROMEO:\nBut, soft! wh
                         f"config)), got {type(model).__name__}")
     _require_int("top_k", top_k, 1, model.config.vocab_size)
     _require_int("max_tokens", max_tokens, 1, model.max_sequence_length)
-    widgets = _widgets()
     n_layer, n_head = model.config.n_layer, model.config.n_head
     readouts: dict = {}
 
-    def read(text: str):
-        """(ids, lens, maps) for a prompt, or the reason it cannot be read; the last one is kept."""
+    def read(text: str) -> _LensReadout | str:  # the last prompt's readout is kept
         if text not in readouts:
             readouts.clear()
-            try:
-                ids = tokenizer.encode(text)[:max_tokens]
-            except ValueError as error:
-                readouts[text] = f"the tokenizer cannot encode this prompt: {error}"
-            else:
-                if not ids:
-                    readouts[text] = "type at least one token"
-                else:
-                    ids = torch.tensor(ids)
-                    readouts[text] = (ids, logit_lens(model, ids), attention_maps(model, ids))
+            readouts[text] = _read_prompt(model, tokenizer, text, max_tokens)
         return readouts[text]
 
     first = read(prompt)
-    length = len(first[0]) if isinstance(first, tuple) else 1
+    length = len(first.ids) if isinstance(first, _LensReadout) else 1
+    lines = max(3, prompt.count("\n") + 2)
     controls = {
-        "prompt": widgets.Text(value=prompt, description="prompt", continuous_update=False,
-                               layout=widgets.Layout(width="340px")),
-        "layer": widgets.IntSlider(value=1, min=1, max=n_layer, description="layer"),
-        "head": widgets.IntSlider(value=0, min=0, max=n_head - 1, description="head"),
-        "position": widgets.IntSlider(value=length - 1, min=0, max=max(1, length) - 1, description="position"),
+        "prompt": ipywidgets.Textarea(value=prompt, description="prompt", continuous_update=False, rows=lines,
+                                      placeholder="type a prompt, then click outside the box",
+                                      layout=ipywidgets.Layout(width="100%", max_width="720px")),
+        "layer": _slider(ipywidgets.IntSlider, "layer", value=1, min=1, max=n_layer),
+        "head": _slider(ipywidgets.IntSlider, "head", value=0, min=0, max=n_head - 1),
+        # up to max_tokens values: a wider track, about 6 px a position
+        "position": _slider(ipywidgets.IntSlider, "position", value=length - 1, min=0, max=max(1, length) - 1,
+                            layout=ipywidgets.Layout(width="520px", min_width=SLIDER_WIDTH, flex="1 1 auto")),
     }
 
     def follow_prompt(change) -> None:  # registered before the refresh: the slider fits the new prompt first
         readout = read(change["new"])
-        last = len(readout[0]) - 1 if isinstance(readout, tuple) else 0
+        last = len(readout.ids) - 1 if isinstance(readout, _LensReadout) else 0
         controls["position"].max = last
         controls["position"].value = last  # a new prompt: look at its last token
 
@@ -362,57 +467,11 @@ def lens_attention_widget(model, tokenizer, prompt: str = "ROMEO:\nBut, soft! wh
             ax.axis("off")
             ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
             return _png(figure), f"<p><b>{html.escape(readout, quote=False)}</b></p>"
-        ids, lens, maps = readout
-        T = len(ids)
-        layer, head, query = values["layer"], values["head"], min(values["position"], T - 1)
-        labels = [_token_label(tokenizer, i) for i in ids.tolist()]
-        row = maps[layer - 1, head, query, : query + 1]  # the query's weights over keys 0..query
-        strongest = int(row.argmax())
-        own = model.transformer.h[layer - 1].attn.alibi_slopes
-        slope = model.alibi_slopes if own is None else own
-        if slope is not None:
-            m = float(slope[head])
-            slope_text = f"slope {_power_of_two(m)}, half weight {math.log(2) / m:.1f} tokens back"
-        else:
-            slope_text = f"no ALiBi slope ({model.position_scheme} positions)"
-        mean_distance = float((row * torch.arange(query, -1, -1, dtype=row.dtype)).sum())
+        layer, head = values["layer"], values["head"]
+        query = min(values["position"], len(readout.ids) - 1)
+        slope_text = _slope_text(model, layer, head)
+        return (_plot_attention(readout, layer, head, query, slope_text),
+                _tabulate_lens(readout, tokenizer, layer, head, query, slope_text, top_k))
 
-        figure, (left, right) = _figure(10.0, 3.4, columns=2)
-        colours = ["#d62728" if j == strongest else "#1f77b4" for j in range(query + 1)]
-        left.bar(range(query + 1), row.numpy(), color=colours)
-        if query < 48:
-            left.set_xticks(range(query + 1))
-            left.set_xticklabels(labels[: query + 1], fontsize=7)
-        left.set_xlabel("key")
-        left.set_ylabel("attention weight")
-        left.set_title(f"layer {layer}, head {head}: query {query} ({labels[query]})", fontsize=9)
-        right.imshow(maps[layer - 1, head].numpy(), cmap="viridis", vmin=0, vmax=1)
-        right.axhline(query, color="#d62728", linewidth=1)
-        right.set_xlabel("key j")
-        right.set_ylabel("query i")
-        right.set_title(f"the head's whole map ({slope_text})", fontsize=9)
-
-        streams = ("xt", "xe", "xt+xe")
-        probabilities = {name: torch.softmax(lens[name][layer, 0, query], dim=-1) for name in streams}
-        top = {name: probabilities[name].topk(top_k) for name in streams}
-        token = int(ids[query])
-        ranks = {name: int(token_ranks(lens[name][layer, 0, query], torch.tensor(token))) for name in streams}
-        rows = []
-        for k in range(top_k):
-            cells = [str(k + 1)]
-            for name in streams:
-                tid, p = int(top[name].indices[k]), float(top[name].values[k])
-                label = html.escape(_token_label(tokenizer, tid))
-                cells.append(f"<b>{label}</b> {p:.3f}" if tid == token else f"{label} {p:.3f}")
-            rows.append(cells)
-        text = (f"<p>Layer {layer}, head {head} ({slope_text}). Query {query} is "
-                f"{html.escape(labels[query])!r}; its strongest key is position {strongest} "
-                f"({html.escape(labels[strongest])!r}) with weight {float(row[strongest]):.3f}, and on average "
-                f"it looks {mean_distance:.1f} tokens back.</p>"
-                f"<p>Logit lens after layer {layer} at position {query}: the input token "
-                f"{html.escape(labels[query])!r} ranks {ranks['xt']} in lens(xt), {ranks['xe']} in lens(xe) "
-                f"and {ranks['xt+xe']} in lens(xt+xe) (0 = first; in bold when it is in the top {top_k}).</p>"
-                + _table(["", "lens(xt)", "lens(xe)", "lens(xt+xe)"], rows))
-        return _png(figure), text
-
-    return _assemble(controls, update, width="900px")
+    return _assemble("logit lens and attention widget", controls, update, width="900px",
+                     rows=[["prompt"], ["layer", "head", "position"]])
