@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_exercises import solutions  # noqa: E402
 
 ALIBI = ROOT / "course" / "03_alibi.ipynb"
-IDS_03 = ["03.slopes", "03.bias", "03.half_weight_distance", "03.cached_bias"]
+IDS_03 = list(read_exercise_cells(ALIBI)[1])  # in the order of their cells
 
 # -- the attacks, as cell code ------------------------------------------------------------------------------
 
@@ -196,7 +196,7 @@ def graded(tmp_path_factory):
         paths.append(notebook_with(folder, f"attack_{name}_03.ipynb", "03_alibi.ipynb", cells))
     mix = solutions("04")
     copier = {
-        "04.kronecker_lift": "from tfa_core.model.attention import kronecker_lift\n\n"
+        "04.kronecker_lift": "from tfa_core.model.factored import kronecker_lift\n\n"
                              "def lift(mix, head_dim):\n    return kronecker_lift(mix, head_dim)\n",
         "04.channel_mix": f"exec(open({str(ROOT / 'solutions' / '04_channel_mixing.py')!r}).read())\n",
         "04.values": inspect.getsource(mix.values),  # pasted from the solutions
