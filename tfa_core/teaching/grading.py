@@ -590,6 +590,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (default 1)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--exercises", action="append", default=[], metavar="FILE",
+                        help="an instructor's own exercise file (it calls register); may be repeated; "
+                             "the same as listing it in TFA_EXERCISES")
     book = parser.add_argument_group("gradebook", "one row per student, a CSV for the LMS and feedback files "
                                      "(see tfa_core/teaching/gradebook.py)")
     book.add_argument("--gradebook", metavar="FOLDER",
@@ -611,6 +614,13 @@ def command_grade(args: argparse.Namespace) -> int:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.exercises:  # here, and in every worker (they inherit the environment)
+        from tfa_core.teaching.exercises import EXERCISES_ENV, load_exercises
+
+        for file in args.exercises:
+            load_exercises(file)
+        known = [f for f in os.environ.get(EXERCISES_ENV, "").split(os.pathsep) if f]
+        os.environ[EXERCISES_ENV] = os.pathsep.join(known + [str(Path(f).resolve()) for f in args.exercises])
     progress = None if args.quiet else progress_printer()
     if args.gradebook:
         from .gradebook import run_gradebook

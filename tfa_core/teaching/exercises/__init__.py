@@ -11,9 +11,18 @@ In a notebook::
 One module per notebook holds its exercises (``tokens`` for 01, ``streams`` for 02, ``alibi`` for 03,
 ``mixing`` for 04, ``assembly`` for 05, ``training`` for 06, ``extrapolation`` for 07, ``lens`` for 08); ``checking`` is the machinery and ``comparing`` the comparisons that explain
 themselves. ``tfa grade`` (``tfa_core.teaching.grading``) runs the same checks on a class's notebooks.
+
+An instructor's own exercises can live outside the package: a Python file that calls ``register``,
+named in the environment variable ``TFA_EXERCISES`` (several separated by ``os.pathsep``), is loaded
+here, in a notebook's kernel and in the grader's processes alike (``tfa grade --exercises FILE`` sets
+it). ``docs/AUTHORING.md`` walks through adding one.
 """
 
 from . import assembly, lens, mixing, perplexity, schedules, slopes, streams, tokens  # noqa: F401  (each registers its exercises)
+import importlib.util as _importlib_util
+import os as _os
+from pathlib import Path as _Path
+
 from .checking import (
     CORRECT,
     ERROR,
@@ -26,6 +35,7 @@ from .checking import (
     check,
     get_exercise,
     list_exercises,
+    register,
 )
 
 __all__ = [
@@ -40,4 +50,31 @@ __all__ = [
     "NOT_ATTEMPTED",
     "INCORRECT",
     "ERROR",
+    "register",
+    "load_exercises",
+    "EXERCISES_ENV",
 ]
+
+EXERCISES_ENV = "TFA_EXERCISES"
+"""Python files of an instructor's own exercises, loaded on import (separated by ``os.pathsep``)."""
+
+_LOADED: set = set()
+
+
+def load_exercises(path) -> None:
+    """Run an instructor's exercise file (which calls ``register``); once per file. A ValueError names
+    a file that is not there."""
+    path = _Path(path).expanduser().resolve()
+    if path in _LOADED:
+        return
+    if not path.is_file():
+        raise ValueError(f"{EXERCISES_ENV} names {path}, which is not a file; name the .py file that registers "
+                         "your exercises")
+    spec = _importlib_util.spec_from_file_location(f"tfa_exercises_{len(_LOADED)}_{path.stem}", path)
+    module = _importlib_util.module_from_spec(spec)
+    _LOADED.add(path)
+    spec.loader.exec_module(module)
+
+
+for _file in filter(None, _os.environ.get(EXERCISES_ENV, "").split(_os.pathsep)):
+    load_exercises(_file)

@@ -700,16 +700,23 @@ def _code_of(function) -> types.CodeType | None:
 
 
 def notebook_cell_source(function) -> tuple[str, str] | None:
-    """``(source, filename)`` of the notebook cell that defined ``function``, when it comes from a cell
-    run in IPython (which keeps each cell's text under a file name that is not on disk); else ``None``."""
+    """``(source, filename)`` of the notebook cell that defined ``function``, as the learner typed it
+    (magics included, as the grader reads it), when it comes from a cell run in IPython; else ``None``.
+    IPython keeps each cell's text in ``linecache`` under a name that is not a file on disk."""
     ipython = sys.modules.get("IPython")
-    if ipython is None or getattr(ipython, "get_ipython", lambda: None)() is None:
-        return None
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
     code = _code_of(function)
-    if code is None or not code.co_filename or os.path.exists(code.co_filename):
+    if shell is None or code is None:
         return None
-    lines = linecache.getlines(code.co_filename)
-    return ("".join(lines), code.co_filename) if lines else None
+    entry = linecache.cache.get(code.co_filename)
+    if not entry or len(entry) < 3 or entry[1] is not None:  # not a cell: a file (it has a modification time)
+        return None
+    source = "".join(entry[2])  # what IPython ran: magics already turned into Python
+    number = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(code.co_filename)
+    raw = getattr(getattr(shell, "history_manager", None), "input_hist_raw", [])
+    if isinstance(number, int) and 0 < number < len(raw) and isinstance(raw[number], str):
+        source = raw[number]  # what the learner typed, as the notebook file (and so the grader) has it
+    return source, code.co_filename
 
 
 _INSIDE_CHECK = threading.local()
