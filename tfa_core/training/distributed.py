@@ -37,15 +37,18 @@ class DistributedInfo:
 
 
 def pick_device(device: str = "auto") -> str:
-    """``"auto"``: CUDA when present, then Apple MPS, then CPU; otherwise the device named."""
+    """``"auto"``: the device ``TFA_DEVICE`` names, else CUDA when present, else CPU (Apple's MPS only
+    when named: see ``tfa_core.teaching.environment``); otherwise the device named."""
+    if device == "auto":
+        from tfa_core.teaching.environment import device_override
+
+        device = device_override() or "auto"
     if device != "auto":
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
         return device
     if torch.cuda.is_available():
         return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
     return "cpu"
 
 
