@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tfa_core.teaching.exercises.checking import PREAMBLE, SELF_CONTAINED, as_python as _as_python  # noqa: F401
+from tfa_core.teaching.exercises.checking import PREAMBLE  # noqa: F401  (the preamble, importable from here as before)
 
 __all__ = ["Grade", "read_exercise_cells", "grade_notebook", "grade_notebooks", "format_table", "printable",
            "add_grade_command", "main"]
@@ -638,7 +638,12 @@ def command_grade(args: argparse.Namespace) -> int:
 
 
 def add_grade_command(commands) -> argparse.ArgumentParser:
-    """Add ``grade`` to the ``tfa`` command's subcommands."""
+    """Add ``grade`` to the ``tfa`` command's subcommands, and ``release`` beside it (the course's
+    student and instructor copies, :mod:`tfa_core.teaching.release`), so that ``tfa_core/cli.py`` wires
+    the teaching commands with one call."""
+    from .release import add_release_command
+
+    add_release_command(commands)
     grade = commands.add_parser("grade", help="grade the exercises in course notebooks",
                                 description=__doc__.split("\n\n")[0])
     _add_arguments(grade)
