@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_exercises import solutions  # noqa: E402
 
 ALIBI = ROOT / "course" / "03_alibi.ipynb"
-IDS_03 = ["03.slopes", "03.bias", "03.half_weight_distance", "03.cached_bias"]
+IDS_03 = list(read_exercise_cells(ALIBI)[1])  # in the order of their cells
 
 # -- the attacks, as cell code ------------------------------------------------------------------------------
 

@@ -103,7 +103,7 @@ def test_every_exercise_has_a_stub_and_a_check_that_says_not_attempted(path):
     notebook = nbformat.read(path, as_version=4)
     number = path.name[:2]
     stubs = [t.split(":", 1)[1] for cell in notebook.cells for t in tags(cell) if t.startswith("exercise:")]
-    assert stubs == list_exercises(number)
+    assert sorted(stubs) == sorted(list_exercises(number)), "the notebook's exercise cells and the registry differ"
     for exercise_id in stubs:
         (check_cell,) = [c for c in notebook.cells if f"check:{exercise_id}" in tags(c)]
         exercise = get_exercise(exercise_id)
@@ -138,6 +138,6 @@ def test_the_notebook_runs_with_the_solutions_and_every_check_is_correct(path, m
         for tag in tags(cell):
             if tag.startswith("check:"):
                 verdicts[tag.split(":", 1)[1]] = text_of(cell.outputs)
-    assert list(verdicts) == list_exercises(path.name[:2])
+    assert sorted(verdicts) == sorted(list_exercises(path.name[:2]))  # every exercise, in any order
     for exercise_id, verdict in verdicts.items():
         assert re.match(rf"✔ {re.escape(exercise_id)}: correct", verdict), verdict

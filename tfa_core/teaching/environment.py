@@ -8,15 +8,28 @@ it is how the test suite and CI run the notebooks. Learners leave it off and get
 
 CI sets ``CI=true``; there quick mode is on unless ``TFA_QUICK`` says otherwise, so a notebook run
 by CI can never fall back to the full-size lesson by accident.
+
+The device. Every notebook asks ``pick_device("auto")``: CUDA when there is a GPU, else the CPU.
+``TFA_DEVICE`` forces one for every notebook (and ``tfa`` commands left at ``--device auto``)::
+
+    TFA_DEVICE=cpu jupyter lab course/       # the CPU even on a GPU machine
+    TFA_DEVICE=cuda:1 jupyter lab course/    # the second GPU (or CUDA_VISIBLE_DEVICES=1)
+    TFA_DEVICE=mps jupyter lab course/       # Apple's GPU: opt in, see below
+
+Apple's MPS is never chosen by itself: nothing in the course has been run on it (its kernels miss some
+operations and it has no float64), so a Mac computes on the CPU, which runs every notebook, unless
+``TFA_DEVICE=mps`` asks for it (then ``PYTORCH_ENABLE_MPS_FALLBACK=1`` lets missing operations fall
+back to the CPU).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 
-__all__ = ["QUICK_ENV", "quick_mode", "environment_report"]
+__all__ = ["QUICK_ENV", "DEVICE_ENV", "quick_mode", "device_override", "environment_report"]
 
 QUICK_ENV = "TFA_QUICK"
 """The environment variable that turns quick mode on (``1``, ``true``, ``yes``, ``on``) or off
@@ -46,9 +59,42 @@ def quick_mode() -> bool:
     )
 
 
+DEVICE_ENV = "TFA_DEVICE"
+"""The environment variable that forces the device of every notebook: ``cpu``, ``cuda``, ``cuda:N``
+or ``mps``; ``auto`` or unset lets ``pick_device`` choose (CUDA, else CPU)."""
+
+
+def device_override() -> str | None:
+    """The device ``TFA_DEVICE`` asks for, checked against what this machine has; ``None`` when it is
+    unset or ``auto``. Raises ``ValueError`` naming the variable and the fix."""
+    raw = os.environ.get(DEVICE_ENV, "")
+    value = raw.strip().lower()
+    if value in ("", "auto"):
+        return None
+    if not (value in ("cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", value)):
+        raise ValueError(f"{DEVICE_ENV}={raw!r} is not understood; set it to cpu, cuda, cuda:N, mps or auto")
+    import torch
+
+    if value.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"{DEVICE_ENV}={raw!r} asks for CUDA, but this torch sees no GPU; set {DEVICE_ENV}=cpu "
+                             "or unset it")
+        index = int(value.split(":")[1]) if ":" in value else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"{DEVICE_ENV}={raw!r}: this process sees {torch.cuda.device_count()} GPU(s) "
+                             "(CUDA_VISIBLE_DEVICES renumbers them from 0)")
+    if value == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{DEVICE_ENV}=mps asks for Apple's GPU, which this machine or torch does not offer; "
+                             f"set {DEVICE_ENV}=cpu or unset it")
+    return value
+
+
 def environment_report(device: str | None = None) -> str:
     """The lines a notebook prints at the top: Python, torch and tfa_core versions, the machine,
-    the device the notebook computes on (CUDA, then MPS, then CPU) and whether quick mode is on."""
+    the device the notebook computes on (``TFA_DEVICE`` when set, else CUDA, else CPU) and whether
+    quick mode is on."""
     import torch
 
     from tfa_core import __version__
@@ -58,9 +104,11 @@ def environment_report(device: str | None = None) -> str:
     if device.startswith("cuda"):
         where = f"{device} ({torch.cuda.get_device_name(0)})"
     elif device == "mps":
-        where = "mps (Apple GPU)"
+        where = "mps (Apple GPU, not tested by this course)"
     else:
         where = f"cpu ({os.cpu_count()} cores)"
+    if device_override() is not None:
+        where += f", forced by {DEVICE_ENV}"
     lines = [
         f"python    {sys.version.split()[0]}",
         f"torch     {torch.__version__}",

@@ -2,8 +2,10 @@
 
     tfa grade alice/03_alibi.ipynb bob/03_alibi.ipynb --timeout 30 --strict
     python -m tfa_core.teaching.grading submissions/ --json
+    tfa grade canvas.zip --roster roster.csv --points points.csv --gradebook grades/   # see gradebook.py
 
-Each exercise cell is found by its tag (``exercise:03.slopes``) and run on its own, in a separate
+Each exercise's answer is found by its cell's tag (``exercise:03.slopes``; or a cell below it, up to the
+next exercise, that defines the same function) and run on its own, in a separate
 worker process, after the imports every notebook makes (``math``, ``torch``, ``torch.nn as nn``,
 ``torch.nn.functional as F``). Each exercise has its own time limit. An endless loop (``timeout``), an
 exception (``error``), a syntax error, a cell the learner deleted (``missing``), a worker that dies
@@ -52,11 +54,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tfa_core.teaching.exercises.checking import PREAMBLE  # noqa: F401  (the preamble, importable from here as before)
+
 __all__ = ["Grade", "read_exercise_cells", "grade_notebook", "grade_notebooks", "format_table", "printable",
            "add_grade_command", "main"]
-
-PREAMBLE = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
-"""What the grader runs before each exercise cell: the imports at the top of every notebook."""
 
 EXERCISE_TAG = "exercise:"
 STARTUP_SECONDS = 120.0  # importing torch on a slow, busy machine
@@ -79,6 +80,8 @@ class Grade:
     status: str
     message: str
     flag: str = ""
+    passed: int = 0  # cases that agreed with the reference before the first that did not
+    total: int = 0  # the exercise's cases (0 when the answer never ran)
 
     @property
     def correct(self) -> bool:
@@ -101,14 +104,23 @@ def _notebook_number(value) -> str:
                      "course notebook's number, such as \"03\"")
 
 
-def read_exercise_cells(path: str | os.PathLike) -> tuple[str | None, dict[str, str]]:
-    """The notebook's number (``"03"``) and the source of each tagged exercise cell.
+def read_exercise_cells(path: str | os.PathLike, name: str | None = None) -> tuple[str | None, dict[str, str]]:
+    """The notebook's number (``"03"``) and, for each exercise, the source of the cell that holds its answer.
 
-    The number comes from the notebook's metadata (``tfa_course.notebook``, a string or an int), or
-    else from the two digits that start the file name. When a learner has copied an exercise cell, the
-    last copy counts. Raises ``ValueError``, saying what is wrong, for a file that is not a well-formed
-    notebook (not JSON, nested too deeply, metadata or tags of the wrong type).
+    The answer's cell is the last cell, from the cell tagged ``exercise:<id>`` up to the next exercise
+    cell, that defines the exercise's function (``def`` or ``class`` at its top level); the tagged cell
+    itself when none does. So an answer typed into a new cell below the stub counts, as it does for
+    ``check`` in the notebook. When a learner has copied an exercise cell, the last copy counts.
+    Exercises appear in the order of their cells.
+
+    The number comes from the notebook's metadata (``tfa_course.notebook``, a string or an int), else
+    from the two digits that start the file name (``name``, when given, stands for the file's name:
+    the original name under an LMS's prefix), else from the exercise tags inside. Raises
+    ``ValueError``, saying what is wrong, for a file that is not a well-formed notebook (not JSON,
+    nested too deeply, metadata or tags of the wrong type).
     """
+    from tfa_core.teaching.exercises import get_exercise
+
     path = Path(path)
     try:
         notebook = json.loads(path.read_bytes().decode("utf-8"))
@@ -128,9 +140,10 @@ def read_exercise_cells(path: str | os.PathLike) -> tuple[str | None, dict[str, 
         raise ValueError(f"its metadata tfa_course is a {_kind(course)}, not a JSON object")
     number = _notebook_number(course["notebook"]) if course.get("notebook") is not None else None
     if number is None:
-        match = re.match(r"(\d\d)", path.name)
+        match = re.match(r"(\d\d)", name if name is not None else path.name)
         number = match.group(1) if match else None
     sources: dict[str, str] = {}
+    current, function = None, None  # the exercise whose answer a cell may hold, and its function's name
     for index, cell in enumerate(notebook["cells"]):
         if not isinstance(cell, dict):
             raise ValueError(f"cell {index} is a {_kind(cell)}, not a JSON object")
@@ -147,26 +160,31 @@ def read_exercise_cells(path: str | os.PathLike) -> tuple[str | None, dict[str, 
             source = "".join(source)
         if not isinstance(source, str):
             raise ValueError(f"cell {index}'s source is a {_kind(source)}, not text")
-        for tag in tags:
-            if tag.startswith(EXERCISE_TAG):
-                sources[tag[len(EXERCISE_TAG):]] = source
+        tagged = [tag[len(EXERCISE_TAG):] for tag in tags if tag.startswith(EXERCISE_TAG)]
+        for exercise_id in tagged:
+            sources.pop(exercise_id, None)  # a copy moves the exercise to where the copy is
+            sources[exercise_id] = source
+        if tagged:
+            current = tagged[-1]
+            try:
+                function = get_exercise(current).function
+            except ValueError:
+                function = None
+        elif current is not None and function is not None and _defines(source, function):
+            sources[current] = source
+    if number is None and sources:
+        numbers = {exercise_id.split(".", 1)[0] for exercise_id in sources}
+        number = numbers.pop() if len(numbers) == 1 else None
     return number, sources
 
 
+def _defines(source: str, name: str) -> bool:
+    from tfa_core.teaching.exercises.checking import defines
+
+    return defines(source, name)
+
+
 # -- the worker: runs the learner's code, and only reports what it returned ------------------------------
-
-def _as_python(source: str) -> str:
-    """Cell source as plain Python: IPython's ``%magic``, ``%%cell magic`` and ``!shell`` lines are
-    skipped (an exercise function never needs them), keeping their indentation and line numbers."""
-    lines = []
-    for line in source.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
-            indent = line[: len(line) - len(stripped)]
-            line = f"{indent}pass  # skipped by the grader: {stripped}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
 
 def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
     text = str(text)
@@ -174,32 +192,15 @@ def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 def _run_cell(exercise_id: str, source: str, state: dict) -> dict:
-    """Run one exercise cell in the worker; keep what it defines in ``state``; say how it went."""
+    """Run one answer's cell in the worker; keep what it defines in ``state``; say how it went."""
     from tfa_core.teaching.exercises import get_exercise
-    from tfa_core.teaching.exercises.checking import build_cases, describe_value
+    from tfa_core.teaching.exercises.checking import build_cases, describe_value, run_exercise_cell
 
     state.clear()
     exercise = get_exercise(exercise_id)
-    try:
-        code = compile(_as_python(source), f"<exercise cell {exercise_id}>", "exec")
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        if not isinstance(error, SyntaxError):
-            return dict(cell=SYNTAX_ERROR, message=f"the cell cannot be compiled ({type(error).__name__})")
-        where = f"line {error.lineno}: {(error.text or '').strip()}" if error.lineno else ""
-        return dict(cell=SYNTAX_ERROR, message=_short(f"{error.msg} ({where})" if where else error.msg))
-    namespace: dict = {"__name__": "__exercise__"}
-    try:
-        exec(PREAMBLE, namespace)
-        exec(code, namespace)
-    except BaseException as error:  # noqa: BLE001 -- whatever the cell does, report it
-        hint = ""
-        if isinstance(error, NameError):
-            hint = ("; the grader runs the exercise cell on its own, so everything the function "
-                    "needs must be defined in that cell")
-        return dict(cell="error", message=_short(f"the cell raised {type(error).__name__}: {error}") + hint)
-    function = namespace.get(exercise.function)
+    function, failure = run_exercise_cell(exercise, source, f"<exercise cell {exercise_id}>")
     if function is None:
-        return dict(cell=MISSING, message=f"the exercise cell does not define `{exercise.function}`")
+        return failure
     if not callable(function):
         return dict(cell="not callable", shown=_short(describe_value(function), 300),
                     kind=_short(type(function).__name__, 100))
@@ -373,7 +374,7 @@ def _outcome(result, source_flag: str = "") -> dict:
             if name in ("input", "hint") or (name == "got" and result.status == "error"):
                 message += f"; {name}: {' '.join(value.split())}"
     flag = "; ".join(note for note in (result.flag, source_flag) if note)
-    return dict(status=result.status, message=message, flag=flag)
+    return dict(status=result.status, message=message, flag=flag, passed=result.passed, total=result.total)
 
 
 def _grade_exercise(worker: _Worker, exercise_id: str, source: str, timeout: float) -> dict:
@@ -384,6 +385,7 @@ def _grade_exercise(worker: _Worker, exercise_id: str, source: str, timeout: flo
     exercise = get_exercise(exercise_id)
     source_flag = _reaches(source)
     worker.spent = 0.0
+    worker.progress = (0, 0)
     reply = worker.ask(timeout, do="cell", id=exercise_id)
     cell = reply.get("cell")
     if cell in (SYNTAX_ERROR, "error", MISSING):
@@ -400,10 +402,12 @@ def _grade_exercise(worker: _Worker, exercise_id: str, source: str, timeout: flo
         return _outcome(CheckResult(exercise.id, ERROR, f"the check itself failed to build its inputs: {error!r}"),
                         source_flag)
     for number in range(1, judge.total + 1):
+        worker.progress = (number - 1, judge.total)
         reply = worker.ask(timeout - worker.spent, do="case", id=exercise_id, number=number)
         if "attempt" not in reply:  # the worker failed: only ever a failure, whatever the reply claims
             return dict(status=ERROR, message=_short(f"case {number} of {judge.total} could not be run: "
-                                                     f"{reply.get('failure') or 'no answer'}"), flag=source_flag)
+                                                     f"{reply.get('failure') or 'no answer'}"), flag=source_flag,
+                        passed=number - 1, total=judge.total)
         failure = judge.judge(number, reply["attempt"])
         if failure is not None:
             return _outcome(failure, source_flag)
@@ -430,11 +434,15 @@ def _run_jobs(jobs: list[dict], timeout: float) -> dict[str, dict]:
                 try:
                     outcomes[job["id"]] = _grade_exercise(worker, job["id"], job["source"], timeout)
                 except _TimedOut:
+                    passed, total = getattr(worker, "progress", (0, 0))
                     outcomes[job["id"]] = dict(status=TIMEOUT, message=f"still running after {timeout:g} s "
-                                               "(an endless loop?); stopped", flag=_reaches(job["source"]))
+                                               "(an endless loop?); stopped" + (f" at case {passed + 1} of {total}"
+                                               if total else ""), flag=_reaches(job["source"]),
+                                               passed=passed, total=total)
                     break  # a fresh worker for the rest
                 except _Died:
-                    outcomes[job["id"]] = dict(status=CRASHED, message="the Python process running this "
+                    passed, total = getattr(worker, "progress", (0, 0))
+                    outcomes[job["id"]] = dict(status=CRASHED, passed=passed, total=total, message="the Python process running this "
                                                "exercise died (os._exit, a crash, or out of memory)",
                                                flag=_reaches(job["source"]))
                     break
@@ -443,28 +451,30 @@ def _run_jobs(jobs: list[dict], timeout: float) -> dict[str, dict]:
     return outcomes
 
 
-def grade_notebook(path: str | os.PathLike, timeout: float = 30.0) -> list[Grade]:
-    """One row per exercise of this notebook, in course order (none for a notebook without exercises,
-    such as 00); one ``unreadable`` row for a file that is not a well-formed course notebook."""
-    name = str(path)
+def grade_notebook(path: str | os.PathLike, timeout: float = 30.0, name: str | None = None) -> list[Grade]:
+    """One row per exercise of this notebook, in the order of its cells (an exercise whose cell was
+    deleted last; none for a notebook without exercises, such as 00); one ``unreadable`` row for a file
+    that is not a well-formed course notebook. ``name`` stands for the file's name when telling which
+    course notebook it is (the original name under an LMS's prefix)."""
     try:
-        return _grade_notebook(path, timeout)
+        return _grade_notebook(path, timeout, name)
     except Exception as error:  # noqa: BLE001 -- one odd notebook must not stop the class's table
-        return [Grade(name, "-", UNREADABLE, _short(f"the grader failed on this notebook: {error!r}"))]
+        return [Grade(str(path), "-", UNREADABLE, _short(f"the grader failed on this notebook: {error!r}"))]
 
 
-def _grade_notebook(path, timeout: float) -> list[Grade]:
+def _grade_notebook(path, timeout: float, original: str | None = None) -> list[Grade]:
     from tfa_core.teaching.exercises import list_exercises
 
     name = str(path)
     try:
-        number, sources = read_exercise_cells(path)
+        number, sources = read_exercise_cells(path) if original is None else read_exercise_cells(path, original)
     except ValueError as error:
         return [Grade(name, "-", UNREADABLE, _short(str(error)))]
     if number is None:
         return [Grade(name, "-", UNREADABLE, "cannot tell which course notebook this is: neither its "
-                      "metadata (tfa_course.notebook) nor its file name (01_...) says")]
-    exercise_ids = list_exercises(number)
+                      "metadata (tfa_course.notebook), nor its file name (01_...), nor its exercise cells say")]
+    registered = list_exercises(number)
+    exercise_ids = [i for i in sources if i in registered] + [i for i in registered if i not in sources]
     jobs = [dict(id=i, source=sources[i]) for i in exercise_ids if i in sources]
     outcomes = _run_jobs(jobs, timeout) if jobs else {}
     rows = []
@@ -472,27 +482,57 @@ def _grade_notebook(path, timeout: float) -> list[Grade]:
         if exercise_id in outcomes:
             outcome = outcomes[exercise_id]
             rows.append(Grade(name, exercise_id, outcome["status"], _short(outcome["message"]),
-                              _short(outcome.get("flag", ""))))
+                              _short(outcome.get("flag", "")), outcome.get("passed", 0), outcome.get("total", 0)))
         else:
             rows.append(Grade(name, exercise_id, MISSING, f"no cell tagged {EXERCISE_TAG}{exercise_id} "
                               "(was the exercise cell deleted?)"))
     return rows
 
 
-def grade_notebooks(paths, timeout: float = 30.0, jobs: int = 1) -> list[Grade]:
-    """Rows for every notebook; a folder stands for the ``*.ipynb`` files under it."""
-    notebooks: list[Path] = []
-    for path in map(Path, paths):
-        try:
-            if path.is_dir():
-                notebooks.extend(p for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts)
-                continue
-        except OSError:
-            pass
-        notebooks.append(path)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        per_notebook = list(pool.map(lambda p: grade_notebook(p, timeout), notebooks))
+def grade_notebooks(paths, timeout: float = 30.0, jobs: int = 1, progress=None) -> list[Grade]:
+    """Rows for every notebook; a folder stands for the ``*.ipynb`` files under it, and a ``.zip`` file
+    for the notebooks inside it (unpacked into a temporary folder; rows name them ``file.zip:member``).
+    LMS file names (``smithalice_10001_555002_03_alibi.ipynb``) are understood. ``progress(done, total,
+    name, rows)``, when given, is called as each notebook is finished."""
+    import tempfile
+
+    from .gradebook import collect
+
+    with tempfile.TemporaryDirectory(prefix="tfa-grade-") as workdir:
+        notes: list[str] = []
+        submissions = collect(paths, workdir, notes)
+        for note in notes:
+            print(f"note: {printable(note)}", file=sys.stderr)
+        total = len(submissions)
+
+        def grade(position_submission):
+            position, submission = position_submission
+            rows = grade_notebook(submission.path, timeout, submission.renamed)
+            for row in rows:
+                row.notebook = submission.shown
+            if progress is not None:
+                progress(position, total, submission.shown, rows)
+            return rows
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            per_notebook = list(pool.map(grade, enumerate(submissions, start=1)))
     return [row for rows in per_notebook for row in rows]
+
+
+def progress_printer(stream=None):
+    """A ``progress`` for :func:`grade_notebooks` that writes one line to ``stream`` (stderr) as each
+    notebook is finished: ``[ 3/19] alice/03_alibi.ipynb: 3 of 4 correct (41 s)``."""
+    started = time.monotonic()
+    lock = threading.Lock()
+
+    def progress(done: int, total: int, name: str, rows: list[Grade]) -> None:
+        width = len(str(total))
+        correct = sum(row.correct for row in rows)
+        with lock:
+            print(f"[{done:>{width}}/{total}] {printable(name)}: {correct} of {len(rows)} correct "
+                  f"({time.monotonic() - started:.0f} s)", file=stream or sys.stderr, flush=True)
+
+    return progress
 
 
 _SHOWN_AS_SPACE = "\n\t\v\f"
@@ -541,13 +581,31 @@ def format_table(grades: list[Grade]) -> str:
 # -- command line ----------------------------------------------------------------------------------
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("notebooks", nargs="+", help="learners' notebooks (.ipynb), or folders of them")
+    parser.add_argument("notebooks", nargs="+", help="learners' notebooks (.ipynb), folders of them, or .zip "
+                        "files (per-student folders and Canvas or Moodle file names are understood)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds each exercise may run before it is stopped (default 30)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 unless every exercise is correct")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (default 1)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--exercises", action="append", default=[], metavar="FILE",
+                        help="an instructor's own exercise file (it calls register); may be repeated; "
+                             "the same as listing it in TFA_EXERCISES")
+    book = parser.add_argument_group("gradebook", "one row per student, a CSV for the LMS and feedback files "
+                                     "(see tfa_core/teaching/gradebook.py)")
+    book.add_argument("--gradebook", metavar="FOLDER",
+                      help="write FOLDER/grades.csv, FOLDER/feedback/<student>.md and FOLDER/rows.json")
+    book.add_argument("--roster", metavar="CSV", help="the class list: a column id, optionally name and aliases; "
+                      "everyone on it gets a row, handed in or not")
+    book.add_argument("--points", metavar="CSV", help="columns exercise (an id, a notebook such as 03, or *) "
+                      "and points, optionally partial (yes/no); its notebooks are the gradebook's")
+    book.add_argument("--partial-credit", action="store_true",
+                      help="an exercise that is not correct earns points x cases passed / cases")
+    book.add_argument("--deadline", metavar="WHEN", help="files modified after this (2025-03-14T23:59) are late")
+    book.add_argument("--late-penalty", type=float, default=0.0, metavar="FRACTION",
+                      help="taken off a late notebook's score (default 0: late is noted only)")
 
 
 def command_grade(args: argparse.Namespace) -> int:
@@ -556,7 +614,22 @@ def command_grade(args: argparse.Namespace) -> int:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    grades = grade_notebooks(args.notebooks, timeout=args.timeout, jobs=args.jobs)
+    if args.exercises:  # here, and in every worker (they inherit the environment)
+        from tfa_core.teaching.exercises import EXERCISES_ENV, load_exercises
+
+        for file in args.exercises:
+            load_exercises(file)
+        known = [f for f in os.environ.get(EXERCISES_ENV, "").split(os.pathsep) if f]
+        os.environ[EXERCISES_ENV] = os.pathsep.join(known + [str(Path(f).resolve()) for f in args.exercises])
+    progress = None if args.quiet else progress_printer()
+    if args.gradebook:
+        from .gradebook import run_gradebook
+
+        return run_gradebook(args, progress or (lambda *a: None))
+    for option in ("roster", "points", "deadline"):
+        if getattr(args, option):
+            raise ValueError(f"--{option} is for the gradebook: add --gradebook FOLDER")
+    grades = grade_notebooks(args.notebooks, timeout=args.timeout, jobs=args.jobs, progress=progress)
     if args.json:
         print(json.dumps([asdict(g) for g in grades], indent=1))
     else:
@@ -565,7 +638,12 @@ def command_grade(args: argparse.Namespace) -> int:
 
 
 def add_grade_command(commands) -> argparse.ArgumentParser:
-    """Add ``grade`` to the ``tfa`` command's subcommands."""
+    """Add ``grade`` to the ``tfa`` command's subcommands, and ``release`` beside it (the course's
+    student and instructor copies, :mod:`tfa_core.teaching.release`), so that ``tfa_core/cli.py`` wires
+    the teaching commands with one call."""
+    from .release import add_release_command
+
+    add_release_command(commands)
     grade = commands.add_parser("grade", help="grade the exercises in course notebooks",
                                 description=__doc__.split("\n\n")[0])
     _add_arguments(grade)

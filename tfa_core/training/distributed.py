@@ -41,13 +41,18 @@ def _mps_available() -> bool:
 
 
 def pick_device(device: str = "auto") -> str:
-    """``"auto"``: CUDA when present, then Apple MPS, then CPU; otherwise the device named, which
-    must be ``cpu``, ``cuda``, ``cuda:<index>`` or ``mps`` and present on this machine (a
-    ``ValueError`` says which are)."""
+    """``"auto"``: the device ``TFA_DEVICE`` names, else CUDA when present, else CPU (Apple's MPS only
+    when named: see ``tfa_core.teaching.environment``); otherwise the device named, which must be
+    ``cpu``, ``cuda``, ``cuda:<index>`` or ``mps`` and present on this machine (a ``ValueError`` says
+    which are)."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {device!r}")
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+        from tfa_core.teaching.environment import device_override
+
+        device = device_override() or "auto"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     present = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
                          if torch.cuda.is_available() else []) + (["mps"] if _mps_available() else [])
     if device not in present:

@@ -6,6 +6,13 @@ every case and stops at the first disagreement, so the learner sees one precise 
 what was expected, what came back, and a hint. Known mistakes (values taken from the wrong stream, a
 bias with the wrong sign, the closed-form slopes) are recognised by name.
 
+One verdict. The grader runs the cell that defines the answer on its own, after the imports every
+notebook makes (:data:`PREAMBLE`), and ``check`` in a notebook does the same: when the function comes
+from a notebook cell, ``check`` runs that cell again, alone, and checks what it defines. So an answer
+that uses a helper from another cell fails in both places with the same message
+(:data:`SELF_CONTAINED`), and an answer written in a new cell below the stub passes in both (the
+grader takes the last cell, from the exercise cell up to the next exercise, that defines the function).
+
 ``check`` never raises into the notebook: an unfinished stub, an exception in the learner's code or a
 wrong type all come back as a :class:`CheckResult`, which prints as text in a terminal and as a
 coloured box in a notebook.
@@ -24,10 +31,13 @@ tfa_core's own implementation of the answer or code from ``solutions/``: the res
 
 from __future__ import annotations
 
+import ast
 import copy
 import dis
 import functools
 import html
+import linecache
+import re
 import sys
 import sysconfig
 import threading
@@ -56,12 +66,25 @@ __all__ = [
     "run_case",
     "Judge",
     "build_cases",
+    "PREAMBLE",
+    "SELF_CONTAINED",
+    "as_python",
+    "defines",
+    "run_exercise_cell",
 ]
 
 CORRECT = "correct"
 NOT_ATTEMPTED = "not attempted"
 INCORRECT = "incorrect"
 ERROR = "error"
+
+PREAMBLE = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+"""What runs before an answer's cell, in the grader and in ``check``: the imports of every notebook."""
+
+SELF_CONTAINED = ("the answer's cell is run on its own, after the notebook's imports (math, torch, nn, F), "
+                  "by the grader and by check alike: define everything your function needs (helpers, "
+                  "constants, imports) in that same cell")
+"""The hint for a ``NameError``: the same words in a notebook and in the grader's table."""
 
 
 @dataclass
@@ -90,6 +113,8 @@ class Exercise:
     ``id`` is ``"<notebook number>.<name>"`` (``"03.slopes"``); ``function`` is the name the learner
     defines in the exercise cell; ``cases`` builds the inputs (lazily, so importing is cheap);
     ``compare(expected, got)`` returns ``None`` when they agree and otherwise what differs, in words.
+    Left out (``None``), the comparison picks itself from the reference's answer
+    (:func:`.comparing.same_value`): exact for integers, ids and text, within tolerance for floats.
 
     ``observe(answer, *args)``, optional, turns what the learner's function returned into plain data
     (tensors, numbers, strings, lists, tuples, dicts) before ``compare`` sees it: for answers that are
@@ -109,7 +134,7 @@ class Exercise:
     title: str
     reference: Callable[..., Any]
     cases: Callable[[], list[Case]]
-    compare: Callable[[Any, Any], str | None]
+    compare: Callable[[Any, Any], str | None] | None = None
     mistakes: list[Mistake] = field(default_factory=list)
     observe: Callable[..., Any] | None = None
     needs_grad: bool = False
@@ -119,12 +144,26 @@ class Exercise:
         """The notebook number this exercise belongs to: ``"03"`` for ``"03.slopes"``."""
         return self.id.split(".", 1)[0]
 
+    def differs(self, expected, got) -> str | None:
+        """``compare(expected, got)``, or the comparison that picks itself when ``compare`` is ``None``."""
+        if self.compare is None:
+            from .comparing import same_value
+
+            return same_value(expected, got)
+        return self.compare(expected, got)
+
 
 _REGISTRY: dict[str, Exercise] = {}
 
 
 def register(exercise: Exercise) -> Exercise:
     """Add an exercise to the registry that :func:`check` and the grader read."""
+    if not isinstance(exercise.id, str) or not re.fullmatch(r"\d\d\.[A-Za-z_][A-Za-z0-9_]*", exercise.id):
+        raise ValueError(f"exercise id {exercise.id!r} must be the notebook's two digits, a dot and a name, "
+                         "such as \"03.slopes\"")
+    if not isinstance(exercise.function, str) or not exercise.function.isidentifier():
+        raise ValueError(f"exercise {exercise.id}: function {exercise.function!r} must be the Python name the "
+                         "exercise cell defines, such as \"slopes\"")
     if exercise.id in _REGISTRY:
         raise ValueError(f"exercise id {exercise.id!r} is registered twice; ids must be unique")
     _REGISTRY[exercise.id] = exercise
@@ -443,6 +482,25 @@ def _read_attempt(data) -> dict:
 
 _RANDOM_STATE = threading.RLock()  # the grader judges several notebooks at once, in threads
 
+RECORDED_ANSWERS = Path(__file__).with_name("recorded_answers.json")
+"""In a student release (``tfa release --students``): each exercise's reference answer on each case,
+as plain data, written when the release was built; the reference code itself is not shipped."""
+
+
+@functools.lru_cache(maxsize=1)
+def _recorded() -> dict:
+    if not RECORDED_ANSWERS.is_file():
+        return {}
+    import json
+
+    return json.loads(RECORDED_ANSWERS.read_text(encoding="utf-8"))
+
+
+def not_shipped(*args, **kwargs):
+    """The reference of an exercise in a student release: its answers are recorded, not its code."""
+    raise RuntimeError("this exercise's reference answer is not shipped in the student release; its answers "
+                       f"are recorded in {RECORDED_ANSWERS.name}")
+
 
 class Judge:
     """The checking half of a check: it builds the exercise's cases itself, computes the reference
@@ -501,9 +559,18 @@ class Judge:
         where = f"case {number} of {total}"
         failed = dict(case=case.label, hint=case.hint, passed=number - 1, total=total)
         try:
-            watch = _CallWatch(depth=self._reference_depth)
-            expected = self._call(exercise.reference, case, number, watch)
-            self._reference_calls |= watch.tfa_core
+            recorded = _recorded().get(exercise.id)
+            if recorded is not None and exercise.reference is not_shipped:
+                from .transport import from_plain
+
+                label, plain = recorded[number - 1]
+                if label != case.label:
+                    raise ValueError(f"the recorded answers are for other cases ({label!r}, not {case.label!r})")
+                expected = from_plain(plain)
+            else:
+                watch = _CallWatch(depth=self._reference_depth)
+                expected = self._call(exercise.reference, case, number, watch)
+                self._reference_calls |= watch.tfa_core
         except Exception as error:  # a bug on our side
             return CheckResult(exercise.id, ERROR, f"the reference answer failed ({where}): {error!r}", **failed)
         try:
@@ -524,6 +591,8 @@ class Judge:
                 return CheckResult(exercise.id, INCORRECT, f"your function raised NotImplementedError ({where})",
                                    got=f"NotImplementedError({attempt['error']})", **failed)
             line = attempt["where"]
+            if attempt["raised"] == "NameError":
+                failed["hint"] = SELF_CONTAINED
             return CheckResult(exercise.id, ERROR, f"your function raised {attempt['raised']} ({where})",
                                got=f"{attempt['raised']}: {attempt['error']}" + (f"\n(at {line})" if line else ""),
                                **failed)
@@ -537,7 +606,7 @@ class Judge:
             return CheckResult(exercise.id, INCORRECT, f"your function returned None ({where})",
                                expected=describe_value(expected), got="None", **failed)
         try:
-            difference = exercise.compare(expected, got)
+            difference = exercise.differs(expected, got)
         except Exception as error:
             difference = f"could not compare what came back with the answer ({type(error).__name__}: {error})"
         if difference is None:
@@ -563,7 +632,7 @@ def _describe_safely(value) -> str:
 
 def _agrees(exercise: Exercise, expected, got) -> bool:
     try:
-        return exercise.compare(expected, got) is None
+        return exercise.differs(expected, got) is None
     except Exception:
         return False
 
@@ -586,12 +655,110 @@ def _where_it_failed(error: BaseException) -> str:
     return f"line {frame.lineno} of the exercise cell{code}"
 
 
+# -- the answer's cell, run on its own (the grader's worker and check alike) -------------------------------
+
+def as_python(source: str) -> str:
+    """Cell source as plain Python: IPython's ``%magic``, ``%%cell magic`` and ``!shell`` lines are
+    skipped (an exercise function never needs them), keeping their indentation and line numbers."""
+    lines = []
+    for line in source.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")):
+            indent = line[: len(line) - len(stripped)]
+            line = f"{indent}pass  # skipped by the grader: {stripped}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def defines(source: str, name: str) -> bool:
+    """Whether the cell's top level defines ``name`` with ``def`` or ``class`` (read, never run)."""
+    try:
+        tree = ast.parse(as_python(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return re.search(rf"^(?:async[ \t]+)?(?:def|class)[ \t]+{re.escape(name)}\b", source, re.MULTILINE) is not None
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name
+               for node in tree.body)
+
+
+def _no_check(*args, **kwargs) -> None:
+    """``check`` inside an answer's cell run on its own: does nothing (the cell is being checked)."""
+    return None
+
+
+def run_exercise_cell(exercise: Exercise, source: str, filename: str | None = None) -> tuple[Any, dict]:
+    """Run the answer's cell alone, after :data:`PREAMBLE`, and take what it defines as
+    ``exercise.function``. Returns ``(function, {})``, or ``(None, failure)`` where ``failure`` has a
+    ``cell`` status (``"syntax error"``, ``"error"``, ``"missing"``) and a ``message``. A ``check(...)``
+    call in the cell does nothing there."""
+    try:
+        code = compile(as_python(source), filename or f"<exercise cell {exercise.id}>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        if not isinstance(error, SyntaxError):
+            return None, dict(cell="syntax error", message=f"the cell cannot be compiled ({type(error).__name__})")
+        where = f"line {error.lineno}: {(error.text or '').strip()}" if error.lineno else ""
+        return None, dict(cell="syntax error", message=_short(f"{error.msg} ({where})" if where else error.msg))
+    namespace: dict = {"__name__": "__exercise__"}
+    try:
+        exec(PREAMBLE, namespace)
+        namespace["check"] = _no_check
+        exec(code, namespace)
+    except BaseException as error:  # noqa: BLE001 -- whatever the cell does, report it
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        hint = f"; {SELF_CONTAINED}" if isinstance(error, NameError) else ""
+        return None, dict(cell="error", message=_short(f"the cell raised {type(error).__name__}: {_text_of(error)}") + hint)
+    function = namespace.get(exercise.function)
+    if function is None:
+        return None, dict(cell="missing", message=f"the cell does not define `{exercise.function}` (the grader "
+                          f"grades the function of that name, defined in the exercise cell or a cell below it)")
+    return function, {}
+
+
+def _code_of(function) -> types.CodeType | None:
+    """The code object of a Python function, or of the first method of a class."""
+    code = getattr(function, "__code__", None)
+    if isinstance(code, types.CodeType):
+        return code
+    if isinstance(function, type):
+        for member in vars(function).values():
+            member = getattr(member, "__func__", member)
+            code = getattr(member, "__code__", None)
+            if isinstance(code, types.CodeType):
+                return code
+    return None
+
+
+def notebook_cell_source(function) -> tuple[str, str] | None:
+    """``(source, filename)`` of the notebook cell that defined ``function``, as the learner typed it
+    (magics included, as the grader reads it), when it comes from a cell run in IPython; else ``None``.
+    IPython keeps each cell's text in ``linecache`` under a name that is not a file on disk."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    code = _code_of(function)
+    if shell is None or code is None:
+        return None
+    entry = linecache.cache.get(code.co_filename)
+    if not entry or len(entry) < 3 or entry[1] is not None:  # not a cell: a file (it has a modification time)
+        return None
+    source = "".join(entry[2])  # what IPython ran: magics already turned into Python
+    number = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(code.co_filename)
+    raw = getattr(getattr(shell, "history_manager", None), "input_hist_raw", [])
+    if isinstance(number, int) and 0 < number < len(raw) and isinstance(raw[number], str):
+        source = raw[number]  # what the learner typed, as the notebook file (and so the grader) has it
+    return source, code.co_filename
+
+
+_INSIDE_CHECK = threading.local()
+
+
 # -- check -----------------------------------------------------------------------------------------
 
 def check(exercise_id: str, function: Callable[..., Any]) -> CheckResult:
     """Check the learner's ``function`` against the reference for exercise ``exercise_id``.
 
-    Every case is run with fresh copies of its inputs (so a function that changes its arguments in
+    When ``function`` was defined in a notebook cell, that cell is run again on its own (as the grader
+    runs it) and its definition is checked: an answer that leans on another cell fails here as it
+    would in the grader. Every case is run with fresh copies of its inputs (so a function that changes its arguments in
     place cannot spoil the next case), and the notebook's random state is left as it was. Never
     raises: the outcome, good or bad, is the returned :class:`CheckResult`, which a notebook shows as
     a coloured box.
@@ -602,6 +769,17 @@ def check(exercise_id: str, function: Callable[..., Any]) -> CheckResult:
         return CheckResult(str(exercise_id), ERROR, str(error))
     if not callable(function):
         return not_callable(exercise, describe_value(function), type(function).__name__)
+    if getattr(_INSIDE_CHECK, "active", False):  # the answer's cell, run again below, calls check itself
+        return CheckResult(exercise.id, ERROR, "check was called from inside the cell it is checking")
+    cell = notebook_cell_source(function)
+    if cell is not None:  # what the grader will see: the cell on its own
+        _INSIDE_CHECK.active = True
+        try:
+            function, failure = run_exercise_cell(exercise, *cell)
+        finally:
+            _INSIDE_CHECK.active = False
+        if function is None:
+            return CheckResult(exercise.id, ERROR, failure["message"])
     try:
         judge = Judge(exercise)
     except Exception as error:  # a bug on our side: say so rather than blame the learner

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 __all__ = ["same_ids", "same_text", "close_tensor", "same_tensor", "tuple_of", "same_vocabulary",
-           "same_count", "close_number"]
+           "same_count", "close_number", "same_value"]
 
 Compare = Callable[[Any, Any], "str | None"]
 
@@ -64,6 +64,8 @@ def close_tensor(dims: Sequence[str] | None = None, atol: float = 1e-5, rtol: fl
 
     ``dims`` names the axes for messages (``("head", "query", "key")``). ``-inf`` must match
     ``-inf`` exactly (masked attention scores). ``accept_lists``: a list of numbers is fine too.
+    When the reference is an integer (or bool) tensor, the answer must equal it exactly, as with
+    :func:`same_tensor`.
     """
 
     def compare(expected: torch.Tensor, got) -> str | None:
@@ -77,6 +79,8 @@ def close_tensor(dims: Sequence[str] | None = None, atol: float = 1e-5, rtol: fl
         if tuple(got.shape) != tuple(expected.shape):
             shape = f"{tuple(expected.shape)}" + (f" ({', '.join(dims)})" if dims else "")
             return f"expected shape {shape}, got {tuple(got.shape)}"
+        if not (expected.dtype.is_floating_point or expected.dtype.is_complex):  # an integer answer: exact
+            return same_tensor(dims)(expected, got)
         if not (got.dtype.is_floating_point or got.dtype.is_complex):
             got = got.to(expected.dtype)
         got = got.detach().to(device=expected.device, dtype=expected.dtype)
@@ -108,8 +112,8 @@ def same_tensor(dims: Sequence[str] | None = None) -> Compare:
             return f"expected a torch.Tensor, got {type(got).__name__}"
         if tuple(got.shape) != tuple(expected.shape):
             return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-        if got.dtype.is_floating_point:
-            return f"expected integer ids (torch.long), got dtype {got.dtype}"
+        if got.dtype.is_floating_point and not expected.dtype.is_floating_point:
+            return f"expected an integer tensor ({str(expected.dtype).replace('torch.', '')}), got dtype {got.dtype}"
         differ = got.to(expected.device) != expected
         if differ.any():
             index = torch.nonzero(differ)[0].tolist()
@@ -212,3 +216,51 @@ def close_number(what: str, atol: float = 1e-6, rtol: float = 1e-5, shape_hint: 
         return None
 
     return compare
+
+
+# -- the comparison that picks itself ----------------------------------------------------------------------
+
+
+def same_value(expected, got) -> str | None:
+    """The comparison an exercise gets when it names none, chosen by what the reference returned:
+    an integer or bool tensor must be equal entry for entry; a float tensor close (``close_tensor``,
+    lists of numbers accepted); an int an equal whole number; a float a close number; a string equal
+    text; a tuple or list part by part; a dict key by key; anything else ``==``."""
+    if isinstance(expected, torch.Tensor):
+        if expected.dtype.is_floating_point or expected.dtype.is_complex:
+            return close_tensor(accept_lists=True)(expected, got)
+        if isinstance(got, (list, tuple)):
+            try:
+                got = torch.tensor(got, dtype=expected.dtype)
+            except (TypeError, ValueError, RuntimeError, OverflowError):
+                return "expected a list of whole numbers or an integer tensor"
+        return same_tensor()(expected, got)
+    if isinstance(expected, bool):
+        return None if got is expected or (isinstance(got, torch.Tensor) and got.numel() == 1
+                                           and bool(got) is expected) else f"expected {expected}, got {got!r}"
+    if isinstance(expected, numbers.Integral):
+        return same_count(int(expected), got)
+    if isinstance(expected, numbers.Real):
+        return close_number("the number")(expected, got)
+    if isinstance(expected, str):
+        return same_text(expected, got)
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            kind = f"{type(got).__name__} of length {len(got)}" if isinstance(got, (tuple, list)) else type(got).__name__
+            return f"expected a {type(expected).__name__} of {len(expected)}, got {kind}"
+        for index, (want, have) in enumerate(zip(expected, got)):
+            difference = same_value(want, have)
+            if difference is not None:
+                return f"item {index}: {difference}"
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return f"expected a dict, got {type(got).__name__}"
+        if set(got) != set(expected):
+            return f"expected the keys {sorted(map(repr, expected))}, got {sorted(map(repr, got))}"
+        for key, want in expected.items():
+            difference = same_value(want, got[key])
+            if difference is not None:
+                return f"[{key!r}]: {difference}"
+        return None
+    return None if got == expected else f"expected {expected!r}, got {got!r}"
