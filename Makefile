@@ -1,6 +1,7 @@
 # One command to set up and open the course, one to set up and run the tests.
 #   make course   -> .venv with everything, then JupyterLab on course/
 #   make test     -> .venv with everything, then the whole test suite in quick mode
+#   make lesson   -> run every notebook in the full lesson and save its outputs (NOTEBOOKS="06 07" for some)
 #   make bench    -> the CPU benchmarks quoted in the README, their output saved in benchmarks/results/
 #   make gpu-check -> on a CUDA machine, with its own torch: the CUDA tests and the CUDA benchmark
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch 2.13.0; on a CUDA machine override with e.g. TORCH="torch"
 TORCH ?= torch==2.13.0
 
-.PHONY: install course test bench gpu-check clean
+.PHONY: install course test lesson bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,12 @@ course: install
 
 test: install
 	TFA_QUICK=1 $(BIN)/python -m pytest
+
+# The notebooks are saved with the full lesson's outputs (what readers see before running anything);
+# quick mode is for CI only. About 40 minutes for all ten on two CPU cores.
+NOTEBOOKS ?=
+lesson: install
+	$(BIN)/python benchmarks/course_times.py --write $(NOTEBOOKS)
 
 # About 15 minutes on two CPU cores; run it on an otherwise idle machine.
 RESULTS := benchmarks/results/performance-cpu
