@@ -87,18 +87,18 @@ def factored_block_diagram(ax=None, use_v: bool = False):
     _arrow(ax, (MID, 10.9), (MID, 10.63))
     _box(ax, MID, 9.55, "queries, keys = LN1(xt + xe) W_qk", width=4.0, size=8.5)
     _arrow(ax, (MID, 10.07), (MID, 9.83))
-    _box(ax, MID + 0.35, 8.45, "softmax(q kᵀ/√d  − m·(i − j))\ncausal: keys after the query get −inf",
+    _box(ax, MID + 0.7, 8.45, "softmax(q kᵀ/√d  − m·(i − j))\ncausal: keys after the query get −inf",
          width=4.6, height=0.85, colour="#2ca02c", size=8.5)
-    _arrow(ax, (MID, 9.27), (MID, 8.88))
+    _arrow(ax, (MID, 9.27), (MID, 8.88))  # into the scores box
     ax.text(XE + 0.25, 8.45, "ALiBi: a slope m\nper head, no\nposition vectors", ha="left", va="center",
             fontsize=7.5, color="#2ca02c")
     values = "values = (V ⊗ I_d) xt" if use_v else "values = xt itself"
-    _box(ax, MID + 0.35, 7.35, f"weights × {values.split(' = ')[1]}", width=3.6, size=8.5)
-    _arrow(ax, (MID + 0.35, 8.02), (MID + 0.35, 7.63))
-    _arrow(ax, (XT, 7.35), (MID + 0.35 - 1.8, 7.35), colour=XT_COLOUR)
-    ax.text(XT + 0.15, 7.5, values.split(" = ")[0], ha="left", va="bottom", fontsize=7.5, color=XT_COLOUR)
+    _box(ax, MID + 0.7, 7.35, "attention weights × values", width=3.2, size=8.5)
+    _arrow(ax, (MID + 0.7, 8.02), (MID + 0.7, 7.63))
+    _arrow(ax, (XT, 7.35), (MID + 0.7 - 1.6, 7.35), colour=XT_COLOUR)
+    ax.text(XT + 0.1, 7.45, values, ha="left", va="bottom", fontsize=7.5, color=XT_COLOUR)
     _plus(ax, XT, 6.55, colour=XT_COLOUR)
-    _arrow(ax, (MID + 0.35, 7.07), (XT + 0.2, 6.6), colour=XT_COLOUR, connection="arc3,rad=-0.15")
+    _arrow(ax, (MID + 0.7, 7.07), (XT + 0.2, 6.6), colour=XT_COLOUR, connection="arc3,rad=-0.15")
     ax.text(MID + 0.7, 6.55, "xt = xt + attention: a weighted sum of\nhead-blocks of context token embeddings",
             ha="left", va="center", fontsize=7.5, color=XT_COLOUR)
 
