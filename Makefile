@@ -1,6 +1,7 @@
 # One command to set up and open the course, one to set up and run the tests.
 #   make course   -> .venv with everything, then JupyterLab on course/
 #   make test     -> .venv with everything, then the whole test suite in quick mode
+#   make lesson   -> run every notebook in the full lesson and save its outputs (NOTEBOOKS="06 07" for some)
 #   make bench    -> the CPU benchmarks quoted in the README, their output saved in benchmarks/results/
 #   make gpu-check -> on a CUDA machine, with its own torch: the CUDA tests and the CUDA benchmark
 #   make book     -> the course as a static website in book/_build/html (open index.html), offline
@@ -8,17 +9,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch 2.13.0; on a CUDA machine override with e.g. TORCH="torch"
+# torch 2.13.0 from PyPI: on Linux that is the CUDA build (several GB), on macOS and Windows the CPU one.
+# The CPU-only build on Linux: make course TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 
-.PHONY: install course test bench gpu-check book browser-test clean
+.PHONY: install course test lesson bench gpu-check book browser-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[dev,course]"
 	touch $@
 
@@ -39,6 +42,12 @@ CHROMIUM ?= /usr/bin/chromium
 browser-test: install book
 	@test -x "$(CHROMIUM)" || { echo "make browser-test needs Debian's Chromium: apt-get install chromium"; exit 1; }
 	CHROMIUM="$(CHROMIUM)" $(BIN)/python tests/browser/check_course.py
+
+# The notebooks are saved with the full lesson's outputs (what readers see before running anything);
+# quick mode is for CI only. About 40 minutes for all ten on two CPU cores.
+NOTEBOOKS ?=
+lesson: install
+	$(BIN)/python benchmarks/course_times.py --write $(NOTEBOOKS)
 
 # About 15 minutes on two CPU cores; run it on an otherwise idle machine.
 RESULTS := benchmarks/results/performance-cpu

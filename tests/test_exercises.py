@@ -174,8 +174,8 @@ def test_inputs_changed_in_place_do_not_spoil_the_next_case():
     assert check("04.channel_mix", mixes_then_scribbles).status == CORRECT
 
 
-def test_lists_and_tensors_of_ids_are_both_accepted():
-    assert check("01.encode", lambda text, stoi: torch.tensor([stoi[c] for c in text], dtype=torch.long)).status == CORRECT
+def test_lists_and_tensors_of_numbers_are_both_accepted_where_the_exercise_allows_both():
+    # 01.encode asks for a list and says so when a tensor comes back (tests/test_hints.py)
     assert check("03.slopes", lambda n: solutions("03").slopes(n).tolist()).status == CORRECT
 
 

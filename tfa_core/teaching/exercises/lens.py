@@ -94,7 +94,7 @@ def reference_attention_probabilities(h: torch.Tensor, w_qk: torch.Tensor, slope
 
 
 def _variant(h, w_qk, slopes, scale: str = "head", sign: float = -1.0, mask: bool = True, axis: int = -1,
-             swap: bool = False):
+             swap: bool = False, future: str = "signed"):
     """A version of the answer, for the known mistakes."""
     B, T, C = h.shape
     H = slopes.shape[0]
@@ -108,7 +108,10 @@ def _variant(h, w_qk, slopes, scale: str = "head", sign: float = -1.0, mask: boo
     elif scale == "width":
         scores = scores / math.sqrt(C)
     distance = torch.arange(T)[:, None] - torch.arange(T)[None, :]  # (T, T), i - j
-    bias = sign * slopes[:, None, None] * distance
+    # how an unmasked answer treats keys after the query: -m (i - j) (a reward), no penalty, or -m |i - j|
+    far = {"signed": distance, "zero": distance.clamp(min=0), "absolute": distance.abs(),
+           "none": torch.zeros_like(distance)}[future]
+    bias = sign * slopes[:, None, None] * far
     if mask:
         bias = bias.masked_fill(distance < 0, float("-inf"))
     return torch.softmax(scores + bias, dim=axis)
@@ -147,6 +150,19 @@ register(Exercise(
                 "far keys lose weight"),
         Mistake(lambda h, w, s: _variant(h, w, s, mask=False),
                 "keys after the query are not masked: add -inf where j > i before the softmax"),
+        Mistake(lambda h, w, s: _variant(h, w, s, mask=False, future="zero"),
+                "the causal mask is missing: with (i - j).clamp(min=0) the keys after the query get bias 0, "
+                "so every query also reads the future; set them to -inf, "
+                "bias.masked_fill(j > i, float('-inf')), before the softmax"),
+        Mistake(lambda h, w, s: _variant(h, w, s, mask=False, future="absolute"),
+                "the causal mask is missing: -m |i - j| only penalises the keys after the query, it does not "
+                "hide them; set them to -inf, bias.masked_fill(j > i, float('-inf')), before the softmax"),
+        Mistake(lambda h, w, s: _variant(h, w, s, mask=False, future="none"),
+                "neither the ALiBi bias nor the causal mask is there: add -m (i - j) for keys j <= i and "
+                "-inf for keys j > i to the scores, before the softmax"),
+        Mistake(lambda h, w, s: _variant(h, w, s, future="none"),
+                "the causal mask is right but the ALiBi bias is missing: add -m (i - j), each head's slope "
+                "times the distance back, to the scores before the softmax"),
         Mistake(lambda h, w, s: _variant(h, w, s, axis=-2),
                 "the softmax runs over the queries; it must run over the keys (dim=-1), so each query's "
                 "row sums to 1"),

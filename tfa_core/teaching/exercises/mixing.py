@@ -3,6 +3,8 @@ as an einsum over heads, the values taken from ``xt``, and reading a vector thro
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 
@@ -20,6 +22,33 @@ def _randn(*shape: int, seed: int) -> torch.Tensor:
 
 # -- 04.kronecker_lift ---------------------------------------------------------------------------------
 
+_close_matrix = close_tensor(("row", "column"), atol=1e-6)
+
+
+def _row_text(row: torch.Tensor) -> str:
+    return "[" + ", ".join(format(float(x), "g") for x in row) + "]"
+
+
+def _compare_lift(expected: torch.Tensor, got) -> str | None:
+    """``close_tensor`` on the lifted matrix; where a row differs, the message shows that whole row, as
+    expected and as it came back, so that the block pattern is visible even when the failure report
+    shortens a large matrix to its first numbers."""
+    difference = _close_matrix(expected, got)
+    if difference is None or not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return difference
+    try:
+        wrong = ~torch.isclose(got.detach().cpu().float(), expected.float(), atol=1e-6, rtol=1e-4)
+    except (RuntimeError, TypeError):
+        return difference
+    rows = wrong.any(dim=1).nonzero().flatten().tolist()
+    if not rows or expected.shape[1] > 16:
+        return difference
+    named = re.search(r"\[row (\d+),", difference)  # the row of the entry close_tensor names
+    r = int(named.group(1)) if named and int(named.group(1)) in rows else rows[0]
+    return (f"{difference}; row {r} is {_row_text(got[r])}, expected {_row_text(expected[r])} "
+            f"({len(rows)} of {expected.shape[0]} rows differ)")
+
+
 register(Exercise(
     id="04.kronecker_lift",
     function="lift",
@@ -31,12 +60,15 @@ register(Exercise(
         Case("head_dim = 1: the lift is the mix itself", (_randn(4, 4, seed=2), 1)),
         Case("one head: mix = [[0.5]], head_dim = 4", (torch.tensor([[0.5]]), 4)),
     ],
-    compare=close_tensor(("row", "column"), atol=1e-6),
+    compare=_compare_lift,
     mistakes=[
         Mistake(lambda mix, d: torch.kron(torch.eye(d), mix),
                 "the factors are swapped: I_d ⊗ V mixes channels inside every head; V ⊗ I_d = "
                 "torch.kron(mix, torch.eye(head_dim)) keeps each head-block whole"),
         Mistake(lambda mix, d: torch.kron(mix.T.contiguous(), torch.eye(d)), "the mix is transposed: block (h, g) is mix[h, g]"),
+        Mistake(lambda mix, d: mix.repeat_interleave(d, 0).repeat_interleave(d, 1),
+                "each entry became a full d x d block of that number (a Kronecker product with a matrix of "
+                "ones); V ⊗ I_d puts mix[h, g] only on the block's diagonal: torch.kron(mix, torch.eye(head_dim))"),
     ],
 ))
 

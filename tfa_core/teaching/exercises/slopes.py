@@ -113,6 +113,9 @@ register(Exercise(
         Mistake(lambda slopes: 1 / slopes, "1/m is where the weight falls to 1/e; half is where "
                 "exp(-m d) = 1/2, so d = ln(2) / m"),
         Mistake(lambda slopes: 0.5 / slopes, "the weight is exp(-m d); solve exp(-m d) = 1/2 for d"),
+        Mistake(lambda slopes: math.log(2) * slopes,
+                "you multiplied by the slope: exp(-m d) = 1/2 gives m d = ln 2, so d = ln(2) / m, a division; "
+                "a steeper head (larger m) halves sooner, so its distance must be shorter"),
     ],
 ))
 

@@ -62,6 +62,16 @@ def reference_encode(text: str, stoi: dict[str, int]) -> list[int]:
     return CharacterTokenizer("".join(stoi)).encode(text)
 
 
+def _list_of_ids(expected: list[int], got) -> str | None:
+    """``same_ids``, except that a tensor is refused: the exercise asks for a list, as the tokenizers
+    return one, and a tensor (of any dtype) is told so in words, whatever the case."""
+    if isinstance(got, torch.Tensor):
+        return (f"expected a list of ints, got a tensor (dtype {str(got.dtype).replace('torch.', '')}): "
+                "return a plain list, [stoi[c] for c in text], as tfa_core's tokenizers do; "
+                "torch.tensor(...) comes later, when the ids become a batch")
+    return same_ids(expected, got)
+
+
 register(Exercise(
     id="01.encode",
     function="encode",
@@ -75,7 +85,7 @@ register(Exercise(
              hint="no characters, no ids: return an empty list"),
         Case('encode("To be,\\nor not", stoi)', ("To be,\nor not", _stoi("To be,\nor not to be"))),
     ],
-    compare=same_ids,
+    compare=_list_of_ids,
     mistakes=[
         Mistake(lambda text, stoi: [stoi[c] + 1 for c in text],
                 "your ids are one too high: look each character up in stoi, add nothing"),
