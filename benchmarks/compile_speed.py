@@ -78,7 +78,7 @@ def main():
             train(run, args.steps)
             run["rates"].append(args.steps * args.batch_size * T / (time.perf_counter() - start))
 
-    print(f"\n| model | eager tok/s | compiled tok/s | compiled / eager | compile + 2 steps |")
+    print("\n| model | eager tok/s | compiled tok/s | compiled / eager | compile + 2 steps |")
     print("|---|---:|---:|---:|---:|")
     median = {key: statistics.median(run["rates"]) for key, run in runs.items()}
     for name in args.models.split(","):

@@ -28,6 +28,39 @@ def flops_per_token(model, config) -> float:
     return 6 * matrices + 12 * config.n_layer * config.n_embd * config.block_size
 
 
+def measure(preset: str, model_name: str, args, peak: float) -> str:
+    """Train one model for a few steps and return its line of the table. The model, its optimizer and
+    its compiled forward are locals here, so they are freed on return, before the next one is built."""
+    config = load_alibi_config_preset(preset, vocab_size=50257, dropout=0.0)
+    model = get_model(model_name, config).cuda()
+    optimizer = configure_optimizer(model, TrainingConfig())
+    forward = model if args.no_compile else torch.compile(model)
+    batch = torch.randint(0, 50257, (args.batch_size, config.block_size), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = forward(batch, labels=batch)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    warmup = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    torch.cuda.synchronize()
+    tokens_per_s = args.steps * args.batch_size * config.block_size / (time.perf_counter() - started)
+    mfu = flops_per_token(model, config) * tokens_per_s / (peak * 1e12)
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30
+    return (f"{preset:<7} {model_name:<14} {tokens_per_s:>12,.0f} tokens/s  MFU {mfu:6.1%}  "
+            f"peak {peak_gib:5.1f} GiB  (first 3 steps with compilation: {warmup:.0f} s)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="small,medium")
@@ -47,36 +80,8 @@ def main():
     print(f"peak bf16 {peak} TFLOP/s assumed; compile={not args.no_compile}")
     for preset in args.presets.split(","):
         for model_name in args.models.split(","):
-            config = load_alibi_config_preset(preset, vocab_size=50257, dropout=0.0)
-            model = get_model(model_name, config).cuda()
-            optimizer = configure_optimizer(model, TrainingConfig())
-            forward = model if args.no_compile else torch.compile(model)
-            batch = torch.randint(0, 50257, (args.batch_size, config.block_size), device="cuda")
-
-            def step():
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = forward(batch, labels=batch)["loss"]
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-
-            torch.cuda.reset_peak_memory_stats()
-            started = time.perf_counter()
-            for _ in range(3):
-                step()
-            torch.cuda.synchronize()
-            warmup = time.perf_counter() - started
-            started = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            torch.cuda.synchronize()
-            tokens_per_s = args.steps * args.batch_size * config.block_size / (time.perf_counter() - started)
-            mfu = flops_per_token(model, config) * tokens_per_s / (peak * 1e12)
-            peak_gib = torch.cuda.max_memory_allocated() / 2**30
-            print(f"{preset:<7} {model_name:<14} {tokens_per_s:>12,.0f} tokens/s  MFU {mfu:6.1%}  "
-                  f"peak {peak_gib:5.1f} GiB  (first 3 steps with compilation: {warmup:.0f} s)", flush=True)
-            del model, optimizer, forward
-            torch.cuda.empty_cache()
+            print(measure(preset, model_name, args, peak), flush=True)
+            torch.cuda.empty_cache()  # the last model's memory, freed when measure returned
     return 0
 
 

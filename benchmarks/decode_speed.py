@@ -64,7 +64,8 @@ def main():
 def cached_at_long_context(contexts=(1024, 4096), new_tokens: int = 64) -> None:
     """Tokens/s of cached decoding once the context is already long: the prompt is ``context``
     tokens, then ``new_tokens`` are decoded one by one (each attends to the whole context)."""
-    config = load_alibi_config_preset("character", vocab_size=81, max_position_embeddings=max(contexts) + new_tokens)
+    config = load_alibi_config_preset("character", vocab_size=81,
+                                      max_position_embeddings=max(contexts) + new_tokens)
     model = get_model("FactoredALiBi", config).eval()
     print(f"FactoredALiBi, cached decoding of {new_tokens} tokens after a long prompt")
     print(f"{'context':>8}{'tok/s':>10}")

@@ -29,7 +29,8 @@ def main():
     text = load_shakespeare(strip_markdown=True)
     tokenizer = create_tokenizer("character", text=text)
     train, val = train_val_split(torch.tensor(tokenizer.encode(text)), 0.1)
-    print(f"{len(train):,} training and {len(val):,} validation characters; budget {args.seconds:.0f} s per model")
+    print(f"{len(train):,} training and {len(val):,} validation characters; "
+          f"budget {args.seconds:.0f} s per model")
     print(f"{'model':<14} {'params':>9} {'steps':>6} {'train s':>8} {'val loss':>9}")
     for name in args.models.split(","):
         config = load_alibi_config_preset("character", dropout=0.0).update_from_tokenizer(tokenizer)
@@ -50,8 +51,8 @@ def main():
         trainer.fit()
         elapsed = time.perf_counter() - start
         val_loss = estimate_loss(model, val, config.block_size, batch_size=64, max_batches=20)
-        print(f"{name:<14} {model.get_num_params(non_embedding=False):>9,} {steps:>6} {elapsed:>8.0f} {val_loss:>9.3f}",
-              flush=True)
+        params = model.get_num_params(non_embedding=False)
+        print(f"{name:<14} {params:>9,} {steps:>6} {elapsed:>8.0f} {val_loss:>9.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ SIZES = ["character", "small", "medium", "large"]
 
 def main():
     models = list_available_models()
-    print(f"{'preset':<10} {'shape':<14}" + "".join(f"{m:>15}" for m in models) + f"{'saving vs Vanilla':>20}")
+    print(f"{'preset':<10} {'shape':<14}" + "".join(f"{m:>15}" for m in models)
+          + f"{'saving vs Vanilla':>20}")
     for preset in SIZES:
         config = load_alibi_config_preset(preset, vocab_size=50257 if preset != "character" else 81)
         counts = [estimate_model_parameters(config, m) for m in models]

@@ -89,8 +89,8 @@ def main():
     names = args.models.split(",")
     ratios = []
     for width in widths:
-        medians = compare(args.preset, width, args.vocab_size, args.batch_size, args.rounds, args.steps, names,
-                          args.block_size)
+        medians = compare(args.preset, width, args.vocab_size, args.batch_size, args.rounds, args.steps,
+                          names, args.block_size)
         if len(names) == 2:
             ratios.append((width, medians[names[0]] / medians[names[1]]))
     if len(ratios) > 1:
