@@ -32,8 +32,9 @@ def landing_page(notebooks: list[Path]) -> str:
         table = table.replace(f"| `{path.stem}` |", f"| [{path.stem}]({path.stem}.ipynb) |")
     toctree = "\n".join(path.name for path in notebooks)
     return (f"{introduction}\n\n## The course\n\nThe pages that follow are the course's notebooks as saved, "
-            f"with their outputs; to run them and move the widgets' controls, clone the repository and run "
-            f"`make course`.\n\n{table}\n\n```{{toctree}}\n:hidden:\n:caption: The course\n\n{toctree}\n```\n")
+            f"with their outputs; to run them and move the widgets' controls, clone the repository and "
+            f"run `make course`.\n\n{table}\n\n"
+            f"```{{toctree}}\n:hidden:\n:caption: The course\n\n{toctree}\n```\n")
 
 
 def main() -> int:

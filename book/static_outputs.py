@@ -107,7 +107,8 @@ def problems(notebook: dict) -> list[str]:
                 continue
             text = "".join(data.get("text/plain", ""))
             if "image/png" not in data and not re.search(r"100%\|█+\|", text):
-                found.append(f"cell {index}: a widget with neither a figure nor a finished progress bar: {text[:60]!r}")
+                found.append(f"cell {index}: a widget with neither a figure nor a finished progress bar: "
+                             f"{text[:60]!r}")
             if re.match(r"\w*Box\(children=", text):
                 found.append(f"cell {index}: the widget's Python repr as its text: {text[:60]!r}")
     return found
@@ -116,7 +117,8 @@ def problems(notebook: dict) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook needs fixing")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if a notebook needs fixing")
     args = parser.parse_args(argv)
     failed = False
     for path in args.notebooks:

@@ -1,7 +1,5 @@
 """Reference answers to the exercises of course/01_tokens_and_text.ipynb."""
 
-import torch
-
 
 def build_vocab(text):
     """(stoi, itos): the sorted distinct characters of `text`, numbered from 0."""
