@@ -60,8 +60,10 @@ def finite_number(minimum: float | None = None, maximum: float | None = None, *,
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        for bound, ok, words in ((minimum, lambda b: value >= b, "or more"), (maximum, lambda b: value <= b, "or less"),
-                                 (above, lambda b: value > b, "more than"), (below, lambda b: value < b, "less than")):
+        for bound, ok, words in ((minimum, lambda b: value >= b, "or more"),
+                                 (maximum, lambda b: value <= b, "or less"),
+                                 (above, lambda b: value > b, "more than"),
+                                 (below, lambda b: value < b, "less than")):
             if bound is not None and not ok(bound):
                 rule = f"{bound:g} {words}" if words.startswith("or") else f"{words} {bound:g}"
                 raise argparse.ArgumentTypeError(f"must be {rule}, got {value:g}")
@@ -94,7 +96,8 @@ def length_list(text: str) -> list[int]:
     try:
         lengths = [int(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 128,512, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers such as 128,512, got {text!r}") from None
     if any(n < 2 for n in lengths):
         raise argparse.ArgumentTypeError(f"every length must be 2 or more, got {text}")
     return lengths
@@ -123,7 +126,8 @@ def run_folder(text: str) -> str:
 # the run (a resumed run keeps its settings). flag -> where the run keeps it.
 _MODEL_FLAGS = {"model": "model_type", "n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd",
                 "dropout": "dropout", "block_size": "block_size",
-                "max_position_embeddings": "max_position_embeddings", "use_v": "use_v", "use_proj": "use_proj"}
+                "max_position_embeddings": "max_position_embeddings", "use_v": "use_v",
+                "use_proj": "use_proj"}
 _DATA_FLAGS = {"data": "source", "tokenizer": "tokenizer", "val_fraction": "val_fraction"}
 _TRAINING_FLAGS = {"batch_size": "batch_size", "lr": "learning_rate", "min_lr": "min_learning_rate",
                    "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
@@ -155,7 +159,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--use-proj", action="store_true", default=None, help="learned H x H output mix")
     data = p.add_argument_group("data")
     data.add_argument("--data", help="'shakespeare' (default), a text file or a folder")
-    data.add_argument("--keep-markdown", action="store_true", default=None, help="keep the corpus' Markdown markup")
+    data.add_argument("--keep-markdown", action="store_true", default=None,
+                      help="keep the corpus' Markdown markup")
     data.add_argument("--tokenizer", choices=["character", "gpt2"],
                       help="default: character for the character preset, gpt2 otherwise")
     data.add_argument("--val-fraction", type=finite_number(above=0, below=1), help="default 0.1")
@@ -166,20 +171,26 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                      help="train for this many passes over the training tokens instead of --steps")
     run.add_argument("--batch-size", "--batch_size", type=whole_number(1),
                      help="windows per process per micro-step (default: the preset's)")
-    run.add_argument("--grad-accum", type=whole_number(1), help=f"micro-steps per optimizer step (default {D['grad_accum_steps']})")
-    run.add_argument("--lr", "--learning-rate", type=finite_number(above=0), help="peak learning rate (default: the preset's)")
+    run.add_argument("--grad-accum", type=whole_number(1),
+                     help=f"micro-steps per optimizer step (default {D['grad_accum_steps']})")
+    run.add_argument("--lr", "--learning-rate", type=finite_number(above=0),
+                     help="peak learning rate (default: the preset's)")
     run.add_argument("--min-lr", type=finite_number(0), help="end of the cosine (default lr / 10)")
-    run.add_argument("--warmup-steps", type=whole_number(0), help=f"default {D['warmup_steps']} (at most --steps)")
+    run.add_argument("--warmup-steps", type=whole_number(0),
+                     help=f"default {D['warmup_steps']} (at most --steps)")
     run.add_argument("--weight-decay", type=finite_number(0), help=f"default {D['weight_decay']}")
-    run.add_argument("--grad-clip", type=finite_number(0), help=f"default {D['grad_clip']}; 0 turns clipping off")
+    run.add_argument("--grad-clip", type=finite_number(0),
+                     help=f"default {D['grad_clip']}; 0 turns clipping off")
     run.add_argument("--eval-interval", type=whole_number(1), help=f"default {D['eval_interval']}")
     run.add_argument("--eval-batches", type=whole_number(1), help=f"default {D['eval_batches']}")
     run.add_argument("--log-interval", type=whole_number(1), help=f"default {D['log_interval']}")
     run.add_argument("--seed", type=whole_number(0), help=f"default {D['seed']}")
-    run.add_argument("--device", type=device_name, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    run.add_argument("--device", type=device_name, default="auto",
+                     help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     run.add_argument("--precision", choices=["auto", "bf16", "fp32"], help=f"default {D['precision']}")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    run.add_argument("--out", "--output", required=True, type=run_folder, help="run folder for checkpoints and history")
+    run.add_argument("--out", "--output", required=True, type=run_folder,
+                     help="run folder for checkpoints and history")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its newest intact checkpoint")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -212,7 +223,8 @@ def _check_windows(train, val, block_size: int, source: str) -> None:
                            f"of {block_size}; use more text or a smaller --block-size")
     if len(val) < block_size + 1:
         raise CommandError(f"the validation split of {source!r} has {len(val)} tokens, fewer than one window "
-                           f"of {block_size} + 1; raise --val-fraction, use more text or a smaller --block-size")
+                           f"of {block_size} + 1; raise --val-fraction, use more text or a smaller "
+                           "--block-size")
 
 
 def _check_training_memory(config, batch_size: int, device: str, what: str) -> None:
@@ -268,7 +280,8 @@ def _new_run(args, dist_info, say):
         steps = max(1, math.ceil(args.epochs * len(train) / per_step))
         if steps > 10 ** 9:
             raise CommandError(f"--epochs {args.epochs:g} means {steps:,} steps; give fewer epochs")
-    given = {field: getattr(args, flag) for flag, field in _TRAINING_FLAGS.items() if getattr(args, flag) is not None}
+    given = {field: getattr(args, flag) for flag, field in _TRAINING_FLAGS.items()
+             if getattr(args, flag) is not None}
     if args.warmup_steps is not None and args.warmup_steps > steps:
         raise CommandError(f"--warmup-steps {args.warmup_steps} is longer than the {steps} steps of this run")
     given.setdefault("warmup_steps", min(TRAINING_DEFAULTS["warmup_steps"], steps))
@@ -301,7 +314,8 @@ def _resumed_run(args, dist_info, say):
     try:
         saved_training = TrainingConfig.from_dict(training_dict)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{state_file} is damaged: its training settings are invalid ({error})") from None
+        raise CheckpointError(
+            f"{state_file} is damaged: its training settings are invalid ({error})") from None
     if saved.tokenizer is None:
         raise CheckpointError(f"{state_file} has no tokenizer description; it was not written by 'tfa train'")
 
@@ -328,9 +342,10 @@ def _resumed_run(args, dist_info, say):
     steps = args.steps or saved_training.max_steps
     if saved.step >= steps:
         if args.steps is None:
-            raise CommandError(f"{args.out} already finished its {steps} steps; to train on, pass --steps with "
-                               "a larger total (the cosine schedule is then stretched to end there)")
-        raise CommandError(f"--steps {steps} is not past the checkpoint's step {saved.step}; give a larger total")
+            raise CommandError(f"{args.out} already finished its {steps} steps; to train on, pass --steps "
+                               "with a larger total (the cosine schedule is then stretched to end there)")
+        raise CommandError(f"--steps {steps} is not past the checkpoint's step {saved.step}; "
+                           "give a larger total")
     training = TrainingConfig.from_dict({**training_dict, "max_steps": steps, "out_dir": args.out,
                                          "device": args.device, "compile": args.compile,
                                          "progress": not args.no_progress})
@@ -377,7 +392,8 @@ def command_train(args) -> int:
         if args.test_generation and dist_info.is_main:
             from tfa_core.experiments.evaluation import test_length_extrapolation
 
-            test_length_extrapolation(model, tokenizer, dist_info.device, model.config, prompt="\n", factors=(1, 4))
+            test_length_extrapolation(model, tokenizer, dist_info.device, model.config, prompt="\n",
+                                      factors=(1, 4))
     finally:
         cleanup_distributed()
     return 0
@@ -433,13 +449,15 @@ def command_evaluate(args) -> int:
     lengths = args.lengths or [saved.config.block_size]
     n_params = sum(p.numel() for p in saved.model.parameters())
     for length in lengths:
-        require_memory(inference_bytes(n_params, saved.config, args.batch_size, length), pick_device(args.device),
-                       f"evaluating batch {args.batch_size} x {length}", "lower --batch-size")
+        require_memory(inference_bytes(n_params, saved.config, args.batch_size, length),
+                       pick_device(args.device), f"evaluating batch {args.batch_size} x {length}",
+                       "lower --batch-size")
     _, _, val = _prepare_data(spec, saved.tokenizer)
     print(f"{'length':>8} {'loss':>8} {'perplexity':>11}")
     for length in lengths:
         if length > saved.model.max_sequence_length:
-            print(f"{length:>8} {'-':>8} {'-':>11}   (past the model's limit of {saved.model.max_sequence_length})")
+            print(f"{length:>8} {'-':>8} {'-':>11}   "
+                  f"(past the model's limit of {saved.model.max_sequence_length})")
             continue
         if len(val) < length + 1:
             print(f"{length:>8} {'-':>8} {'-':>11}   (the validation text has only {len(val)} tokens)")
@@ -485,7 +503,8 @@ def command_extrapolate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tfa", description="Token-Factored Transformer with ALiBi")
-    commands = parser.add_subparsers(dest="command", required=True)  # subcommands parse with OneLineParser too
+    # subcommands parse with OneLineParser too
+    commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model")
     _add_train_arguments(train)
@@ -495,19 +514,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("run")
     generate.add_argument("--prompt", default="", help="text to continue (default: a new line)")
     generate.add_argument("--max-new-tokens", type=whole_number(0), default=200)
-    generate.add_argument("--temperature", type=finite_number(0), default=0.8, help="0 is greedy (default 0.8)")
+    generate.add_argument("--temperature", type=finite_number(0), default=0.8,
+                          help="0 is greedy (default 0.8)")
     generate.add_argument("--top-k", type=whole_number(1))
     generate.add_argument("--top-p", type=finite_number(above=0, maximum=1))
     generate.add_argument("--greedy", action="store_true", help="always take the most likely token")
     generate.add_argument("--seed", type=whole_number(0))
-    generate.add_argument("--no-cache", action="store_true", help="recompute the whole context for every token")
+    generate.add_argument("--no-cache", action="store_true",
+                          help="recompute the whole context for every token")
     generate.add_argument("--device", type=device_name, default="cpu")
     generate.set_defaults(run_command=command_generate)
 
     evaluate = commands.add_parser("evaluate", help="validation loss of a trained run")
     evaluate.add_argument("run")
     evaluate.add_argument("--data", help="evaluate on this text instead of the run's validation split")
-    evaluate.add_argument("--lengths", type=length_list, help="comma-separated window lengths, e.g. 128,256,512")
+    evaluate.add_argument("--lengths", type=length_list,
+                          help="comma-separated window lengths, e.g. 128,256,512")
     evaluate.add_argument("--batch-size", type=whole_number(1), default=16)
     evaluate.add_argument("--max-batches", type=whole_number(1), default=20)
     evaluate.add_argument("--device", type=device_name, default="cpu")
@@ -515,10 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = commands.add_parser("extrapolate", help="the length-extrapolation study: train short, test long")
     study.add_argument("--recipe", default="cpu", choices=["cpu", "cuda"])
-    study.add_argument("--out", required=True, type=run_folder, help="folder for results.csv, report.md and the plots")
+    study.add_argument("--out", required=True, type=run_folder,
+                       help="folder for results.csv, report.md and the plots")
     study.add_argument("--models", help="comma-separated registry names (default: every position scheme)")
-    study.add_argument("--steps", type=whole_number(1), help="training steps per model (default: the recipe's)")
-    study.add_argument("--lengths", type=length_list, help="comma-separated evaluation lengths (default: the recipe's)")
+    study.add_argument("--steps", type=whole_number(1),
+                       help="training steps per model (default: the recipe's)")
+    study.add_argument("--lengths", type=length_list,
+                       help="comma-separated evaluation lengths (default: the recipe's)")
     study.add_argument("--data", default="shakespeare")
     study.add_argument("--seed", type=whole_number(0), default=1337)
     study.add_argument("--device", type=device_name, default="auto")
@@ -529,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("run")
     info.set_defaults(run_command=command_info)
 
-    from tfa_core.teaching.grading import add_grade_command  # tfa grade NOTEBOOK...: the course's exercise grader
+    # tfa grade NOTEBOOK...: the course's exercise grader
+    from tfa_core.teaching.grading import add_grade_command
 
     add_grade_command(commands)
     return parser

@@ -61,7 +61,8 @@ def measure_forward(name: str, length: int, preset: str = "small", max_length: i
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-    after = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = (torch.cuda.max_memory_allocated() if cuda
+             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"model": name, "length": length, "params": sum(p.numel() for p in model.parameters()),
             "forward_ms": 1000 * statistics.median(times), "peak_mb": max(0, after - before) / 2**20,
             "process_peak_mb": None if cuda else after / 2**20}

@@ -9,7 +9,8 @@ Two ways to cut a long text into windows of ``L`` tokens (the ALiBi paper, secti
   window scores all of them), so every scored token has at least ``L - S`` tokens of context.
 
 ``loss_by_position`` (the mean loss at each position inside the window) shows where the difference
-comes from. Long windows go through the model's query blocks (``fast_attention.py``), so 16k tokens fit in memory.
+comes from. Long windows go through the model's query blocks (``fast_attention.py``), so 16k tokens
+fit in memory.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def evaluate_length(model, tokens: torch.Tensor, length: int, mode: str = "non_o
     return LengthResult(length, mode, total / count, count, mean_by_position)
 
 
-def evaluate_lengths(model, tokens, lengths, modes=("non_overlapping", "sliding"), **kwargs) -> list[LengthResult]:
+def evaluate_lengths(model, tokens, lengths, modes=("non_overlapping", "sliding"),
+                     **kwargs) -> list[LengthResult]:
     """:func:`evaluate_length` for every length and mode."""
     return [evaluate_length(model, tokens, length, mode, **kwargs) for length in lengths for mode in modes]
 
@@ -121,7 +123,8 @@ def test_length_extrapolation(model, tokenizer, device, config, prompt: str = "T
         try:
             out = model.generate(prompt_ids, max(0, length - prompt_ids.shape[1]), temperature=temperature,
                                  top_k=40, generator=generator)
-            entry.update(ok=True, tokens=out.shape[1], text=tokenizer.decode(out[0], skip_special_tokens=True))
+            entry.update(ok=True, tokens=out.shape[1],
+                         text=tokenizer.decode(out[0], skip_special_tokens=True))
         except ValueError as error:
             entry["error"] = str(error)
         print(f"--- {length} tokens ({factor}x block_size): "

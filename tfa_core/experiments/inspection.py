@@ -71,7 +71,8 @@ def _streams_of(model, input_ids: torch.Tensor) -> dict[str, list[torch.Tensor]]
                         f"got {type(model).__name__}")
     xs: list[torch.Tensor] = []
     handles = [blocks[0].register_forward_pre_hook(lambda module, args: xs.append(args[0]))]
-    handles += [block.register_forward_hook(lambda module, args, output: xs.append(output)) for block in blocks]
+    handles += [block.register_forward_hook(lambda module, args, output: xs.append(output))
+                for block in blocks]
     try:
         model(input_ids)
     finally:

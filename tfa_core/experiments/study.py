@@ -38,7 +38,8 @@ RECIPES = {
                 learning_rate=1e-3, warmup_steps=50, lengths=[128, 256, 512, 1024, 2048], eval_tokens=32768),
     # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU
     "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=5000, batch_size=32,
-                 learning_rate=6e-4, warmup_steps=200, lengths=[256, 512, 1024, 2048, 4096], eval_tokens=131072),
+                 learning_rate=6e-4, warmup_steps=200, lengths=[256, 512, 1024, 2048, 4096],
+                 eval_tokens=131072),
 }
 
 
@@ -82,7 +83,8 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
         model = get_model(name, config)
         stages.set_postfix(model=name, stage="train")
         training = TrainingConfig(max_steps=steps, batch_size=settings["batch_size"],
-                                  learning_rate=settings["learning_rate"], warmup_steps=min(settings["warmup_steps"], steps),
+                                  learning_rate=settings["learning_rate"],
+                                  warmup_steps=min(settings["warmup_steps"], steps),
                                   eval_interval=steps, eval_batches=10, seed=seed, device=device,
                                   out_dir=str(out_dir / "models" / name), progress=False)
         started = time.perf_counter()
@@ -132,7 +134,8 @@ def write_report(rows: list[dict], **context) -> str:
              "Setup: " + ", ".join(f"{k} {v}" for k, v in context.items()), ""]
     for mode in ("non_overlapping", "sliding"):
         lines += [f"## Perplexity, {mode.replace('_', '-')} windows", "",
-                  "| model | positions | " + " | ".join(f"{n} ({n / train_length:g}x)" for n in lengths) + " |",
+                  "| model | positions | "
+                  + " | ".join(f"{n} ({n / train_length:g}x)" for n in lengths) + " |",
                   "|---|---|" + "---:|" * len(lengths)]
         for model in models:
             cells = {r["length"]: r["perplexity"] for r in rows if r["model"] == model and r["mode"] == mode}
@@ -141,11 +144,14 @@ def write_report(rows: list[dict], **context) -> str:
         lines.append("")
     grid = {(r["architecture"], r["positions"]): r["loss"] for r in rows
             if r["length"] == train_length and r["mode"] == "non_overlapping"}
-    if {("standard", "learned"), ("standard", "alibi"), ("factored", "learned"), ("factored", "alibi")} <= set(grid):
+    grid_cells = {("standard", "learned"), ("standard", "alibi"),
+                  ("factored", "learned"), ("factored", "alibi")}
+    if grid_cells <= set(grid):
         lines += [f"## Validation loss at the training length ({train_length}): architecture x positions", "",
                   "| | learned positions | ALiBi |", "|---|---:|---:|",
                   f"| standard block | {grid['standard', 'learned']:.3f} | {grid['standard', 'alibi']:.3f} |",
-                  f"| factored block | {grid['factored', 'learned']:.3f} | {grid['factored', 'alibi']:.3f} |", ""]
+                  f"| factored block | {grid['factored', 'learned']:.3f} | {grid['factored', 'alibi']:.3f} |",
+                  ""]
     notes = sorted({f"{r['model']}: {r['note']}" for r in rows if r["note"]})
     if notes:
         lines += ["Lengths a model cannot run are shown as —:", ""] + [f"- {n}" for n in notes] + [""]

@@ -28,7 +28,8 @@ def attend(q, k, v, bias, dropout_p: float) -> torch.Tensor:
     dense bias (or ``None``, plain causal), the speed room's ``attend`` for a long input."""
     if bias is not None and not isinstance(bias, torch.Tensor):
         return bias.attend(q, k, v, dropout_p)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, is_causal=bias is None)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p,
+                                          is_causal=bias is None)
 
 
 class CausalSelfAttention(nn.Module):

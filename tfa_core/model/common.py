@@ -83,7 +83,8 @@ class CausalLanguageModel(nn.Module):
         self.position_scheme = scheme
         self.learned_positions = scheme == "learned"
         #: the longest input: a learned table stops at block_size, everything else goes further
-        self.max_sequence_length = config.block_size if self.learned_positions else config.max_position_embeddings
+        self.max_sequence_length = (config.block_size if self.learned_positions
+                                    else config.max_position_embeddings)
         self.gradient_checkpointing = False
         self.fast_attention = True
         self.transformer = nn.ModuleDict(dict(
@@ -147,8 +148,9 @@ class CausalLanguageModel(nn.Module):
             )
         if attention_mask is not None and attention_mask.dtype != torch.bool and (
                 (attention_mask != 0) & (attention_mask != 1)).any():
+            other = attention_mask[(attention_mask != 0) & (attention_mask != 1)][0].item()
             raise ValueError("attention_mask must hold only 1 (keep) and 0 (padding), or be bool; got "
-                             f"other values, e.g. {attention_mask[(attention_mask != 0) & (attention_mask != 1)][0].item()}; "
+                             f"other values, e.g. {other}; "
                              "an additive 0/-inf mask must be turned into attention_mask = (mask == 0)")
         if labels is not None:
             bad = (labels != -100) & ((labels < 0) | (labels >= self.config.vocab_size))
@@ -297,7 +299,8 @@ class CausalLanguageModel(nn.Module):
                     del state_dict[key]
         for block, key in zip(self.transformer.h, layer_keys):
             if key in state_dict and block.attn.alibi_slopes is None:
-                block.attn.alibi_slopes = torch.empty_like(state_dict[key], device=self.transformer.wte.weight.device)
+                block.attn.alibi_slopes = torch.empty_like(state_dict[key],
+                                                           device=self.transformer.wte.weight.device)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- memory ------------------------------------------------------------------------------

@@ -87,9 +87,10 @@ class GPTConfigALiBi:
         if self.vocab_size is not None:
             require_positive_int("vocab_size", self.vocab_size)
         if self.n_embd % self.n_head != 0:
+            nearest = self.n_head * max(1, round(self.n_embd / self.n_head))
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so that every "
-                f"head gets the same number of channels; try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
+                f"head gets the same number of channels; try n_embd={nearest}"
             )
         if self.max_position_embeddings < self.block_size:
             raise ValueError(
@@ -104,14 +105,16 @@ class GPTConfigALiBi:
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         require_finite("alibi_max_bias", self.alibi_max_bias)
         if not self.alibi_max_bias > 0:
-            raise ValueError(f"alibi_max_bias must be positive (the ALiBi paper uses 8), got {self.alibi_max_bias}")
+            raise ValueError(f"alibi_max_bias must be positive (the ALiBi paper uses 8), "
+                             f"got {self.alibi_max_bias}")
         require_finite("learning_rate", self.learning_rate)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.position_scheme is not None and self.position_scheme not in POSITION_SCHEMES:
             raise ValueError(f"unknown position_scheme {self.position_scheme!r}; choose one of "
                              f"{list(POSITION_SCHEMES)} (or None for the model type's own)")
-        from tfa_core.model.registry import list_available_models  # late import: the registry imports the models
+        # late import: the registry imports the models
+        from tfa_core.model.registry import list_available_models
 
         if self.model_type not in list_available_models():
             raise ValueError(

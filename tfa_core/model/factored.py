@@ -104,7 +104,8 @@ class FactoredCausalSelfAttention(nn.Module):
         if bias is not None and not isinstance(bias, torch.Tensor):  # long input: the speed room runs it
             y = bias.attend(q, k, v, dropout)  # (fast_attention.BlockedBias: no T x T bias in memory)
         elif not self.keep_weights:  # PyTorch's fused kernel, exactly the formula below
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, is_causal=bias is None)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout,
+                                               is_causal=bias is None)
         else:  # the formula written out: softmax(q k^T / sqrt(d) + bias) v
             scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, H, T, T_k)
             if bias is None:  # plain causal: the fused kernel's is_causal

@@ -45,7 +45,8 @@ USE_FLEX_ON_CUDA = True
 """Set to False to send CUDA attention through query blocks and ``scaled_dot_product_attention``."""
 
 
-def fast_bias(slopes, t_q: int, t_k: int, attention_mask, dtype: torch.dtype, device: torch.device, cache=None):
+def fast_bias(slopes, t_q: int, t_k: int, attention_mask, dtype: torch.dtype, device: torch.device,
+              cache=None):
     """What ``CausalLanguageModel.attention_bias`` hands the layers instead of a dense bias, or
     ``None`` when the dense bias is the right thing (short inputs on a CPU)."""
     if cache is not None and t_q == 1 and slopes is not None and attention_mask is None:
@@ -73,12 +74,14 @@ class BlockedBias:
         """Causal attention with this bias; ``q``: ``(B, H, t_q, d)``, ``k``, ``v``: ``(B, H, t_k, d)``
         with the queries the last ``t_q`` keys."""
         slopes, t_q, t_k = self.slopes, self.t_q, self.t_k
-        if slopes is not None and self.attention_mask is None and dropout_p == 0.0 and t_q == t_k and flex_takes(q):
+        if (slopes is not None and self.attention_mask is None and dropout_p == 0.0 and t_q == t_k
+                and flex_takes(q)):
             return flex_alibi_attention(q, k, v, slopes)  # one fused kernel, no T x T bias at all
         if torch.is_autocast_enabled(q.device.type):
             # cast once, not once per block: each block's call would cast (and keep) the keys it reads
             q, k, v = (t.to(torch.get_autocast_dtype(q.device.type)) for t in (q, k, v))
-        planes = (q.shape[1] if slopes is not None else 1) * (q.shape[0] if self.attention_mask is not None else 1)
+        planes = ((q.shape[1] if slopes is not None else 1)
+                  * (q.shape[0] if self.attention_mask is not None else 1))
         rows = query_block_rows(t_k, planes, q.element_size(), QUERY_BLOCK)
         outputs = []
         for start, end, seen in query_blocks(t_q, t_k, rows):
@@ -106,7 +109,8 @@ def query_block_rows(t_k: int, planes: int, itemsize: int, query_block: int) -> 
 def query_blocks(t_q: int, t_k: int, rows: int) -> list[tuple[int, int, int]]:
     """The blocks ``(start, end, seen)`` of ``t_q`` queries at the end of ``t_k`` keys: queries
     ``start .. end - 1`` attend to keys ``0 .. seen - 1``, the keys up to their last query."""
-    return [(start, min(start + rows, t_q), t_k - t_q + min(start + rows, t_q)) for start in range(0, t_q, rows)]
+    return [(start, min(start + rows, t_q), t_k - t_q + min(start + rows, t_q))
+            for start in range(0, t_q, rows)]
 
 
 def uses_query_blocks(t_q: int, t_k: int, biased: bool) -> bool:

@@ -30,7 +30,8 @@ def sinusoidal_embeddings(positions: torch.Tensor, dim: int, base: float = 10000
 def rotary_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0):
     """``cos`` and ``sin`` of the rotation angles, each ``(T, head_dim/2)``: channel pair ``i`` of a
     token at position ``p`` turns by ``p / base^(2i/head_dim)``."""
-    frequencies = base ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    channels = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32)  # (d/2,): 2i
+    frequencies = base ** (-channels / head_dim)
     angles = positions.float()[:, None] * frequencies[None, :]  # (T, d/2)
     return angles.cos(), angles.sin()
 

@@ -108,7 +108,8 @@ def _assemble(title: str, controls: dict, update, width: str = "760px", rows: li
     """A ``WidgetBox`` of the controls (in ``rows`` of names, one row of all of them by default; a row
     wraps when the notebook is narrow), the figure and the table. ``update(values)`` returns
     ``(png, html)`` and runs once now and again whenever a control changes."""
-    figure = ipywidgets.Image(format="png", layout=ipywidgets.Layout(width=width, max_width="100%", height="auto"))
+    figure = ipywidgets.Image(format="png",
+                              layout=ipywidgets.Layout(width=width, max_width="100%", height="auto"))
     table = ipywidgets.HTML()
 
     def refresh(_change=None) -> None:
@@ -142,7 +143,8 @@ def slopes_widget(n_head: int = 6, max_heads: int = 16):
         figure, ax = _figure(7.5, 3.4)
         heads = range(n)
         ax.bar(heads, [math.log2(s) for s in slopes], color="#1f77b4", label="authors' algorithm")
-        ax.plot(heads, [math.log2(c) for c in closed], "o", color="#d62728", label="closed form 2^(-8(h+1)/n)")
+        ax.plot(heads, [math.log2(c) for c in closed], "o", color="#d62728",
+                label="closed form 2^(-8(h+1)/n)")
         ax.set_xlabel("head")
         ax.set_ylabel("log2(slope)")
         ax.set_xticks(list(heads))
@@ -199,7 +201,8 @@ def alibi_bias_widget(n_head: int = 8, length: int = 24, max_length: int = 128):
         right.set_ylabel("attention weight")
         right.set_title(f"last query of {T}: weights from ALiBi alone")
         recent = float(weights[-min(8, T):].sum())
-        rows = [[str(h), _power_of_two(float(s)), f"{math.log(2) / float(s):.1f}"] for h, s in enumerate(slopes)]
+        rows = [[str(h), _power_of_two(float(s)), f"{math.log(2) / float(s):.1f}"]
+                for h, s in enumerate(slopes)]
         text = (f"<p>Head {head}: slope {m:.4g}; over {T} keys with equal scores the newest key gets weight "
                 f"{float(weights[-1]):.3f} and the last {min(8, T)} keys get {recent:.0%} of the weight.</p>"
                 + _table(["head", "slope", "half-weight distance"], rows, bold_row=head))

@@ -97,7 +97,8 @@ def list_checkpoints(run_dir) -> list[Path]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and _step_of(p.name) is not None]
+    found = [p for p in folder.iterdir()
+             if p.is_dir() and not p.is_symlink() and _step_of(p.name) is not None]
     return sorted(found, key=lambda p: _step_of(p.name))
 
 
@@ -135,7 +136,8 @@ def holds_run(run_dir) -> bool:
     """Whether ``run_dir`` already holds (part of) a training run: checkpoints or a history."""
     run_dir = Path(run_dir)
     folder = checkpoint_dir(run_dir)
-    return (run_dir / "history.jsonl").exists() or (folder / "latest").exists() or bool(list_checkpoints(run_dir))
+    return ((run_dir / "history.jsonl").exists() or (folder / "latest").exists()
+            or bool(list_checkpoints(run_dir)))
 
 
 def clean_leftovers(run_dir) -> list[Path]:
@@ -368,7 +370,8 @@ def _verify(path: Path, name: str, sums: dict | None) -> Path:
         actual = _sha256(file)
         if actual != sums[name]:
             raise CheckpointError(f"{file} is damaged: its SHA-256 is {actual[:16]}..., {CHECKSUMS} recorded "
-                                  f"{sums[name][:16]}... at save (the file was changed, truncated or swapped)")
+                                  f"{sums[name][:16]}... at save "
+                                  "(the file was changed, truncated or swapped)")
     return file
 
 
@@ -423,7 +426,8 @@ def _read_state(path: Path) -> dict:
         raise wrong(f"expected a JSON object, found a {type(state).__name__}")
     version = state.get("format_version")
     if version not in (1, FORMAT_VERSION):
-        raise CheckpointError(f"{file} has format {version!r}; this tfa_core reads formats 1 and {FORMAT_VERSION}")
+        raise CheckpointError(f"{file} has format {version!r}; "
+                              f"this tfa_core reads formats 1 and {FORMAT_VERSION}")
     expected = {"step": int, "config": dict, "tokenizer": (dict, type(None)), "optimizer": (dict, type(None)),
                 "rng": dict, "extra": dict}
     for key, kind in expected.items():
@@ -434,7 +438,8 @@ def _read_state(path: Path) -> dict:
     if state["step"] < 0:
         raise wrong(f"step is {state['step']}")
     if _step_of(path.name) is not None and _step_of(path.name) != state["step"]:
-        raise wrong(f"it is the state of step {state['step']}, but its folder is {path.name} (files swapped?)")
+        raise wrong(f"it is the state of step {state['step']}, but its folder is {path.name} "
+                    "(files swapped?)")
     optimizer = state["optimizer"]
     if optimizer is not None and not (isinstance(optimizer.get("param_groups"), list)
                                       and all(isinstance(g, dict) and isinstance(g.get("params"), list)
@@ -467,8 +472,8 @@ def _check_weights_fit(file: Path, header: dict, config: GPTConfigALiBi) -> int:
             wanted[f"transformer.h.{i}.attn.alibi_slopes"] = model.alibi_slopes
     unexpected = sorted(set(header) - set(wanted))
     if unexpected:
-        raise CheckpointError(f"{file} does not match the {config.model_type} model that state.json describes: "
-                              f"unexpected weights {unexpected[:5]}")
+        raise CheckpointError(f"{file} does not match the {config.model_type} model that state.json "
+                              f"describes: unexpected weights {unexpected[:5]}")
     for name in header:
         if list(wanted[name].shape) != header[name][1]:
             raise CheckpointError(f"{file} does not match the config in state.json: {name} has shape "
@@ -476,8 +481,8 @@ def _check_weights_fit(file: Path, header: dict, config: GPTConfigALiBi) -> int:
     present = {id(wanted[name]) for name in header}  # tied weights are stored once
     missing = sorted(name for name, t in wanted.items() if name not in header and id(t) not in present)
     if missing:
-        raise CheckpointError(f"{file} does not match the {config.model_type} model that state.json describes: "
-                              f"missing weights {missing[:5]}")
+        raise CheckpointError(f"{file} does not match the {config.model_type} model that state.json "
+                              f"describes: missing weights {missing[:5]}")
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
@@ -508,11 +513,13 @@ def load_checkpoint(path, *, config: GPTConfigALiBi | None = None, tokenizer=Non
     if config is not None:
         differences = _config_differences(saved_config, config)
         if differences:
-            raise CheckpointError(f"checkpoint {path} does not match the requested config: " + "; ".join(differences))
+            raise CheckpointError(f"checkpoint {path} does not match the requested config: "
+                                  + "; ".join(differences))
     try:
         saved_tokenizer = tokenizer_from_description(state["tokenizer"]) if state["tokenizer"] else None
     except (TypeError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{state_file} is damaged: its tokenizer description is invalid ({error})") from None
+        raise CheckpointError(
+            f"{state_file} is damaged: its tokenizer description is invalid ({error})") from None
     if tokenizer is not None and saved_tokenizer is not None and tokenizer != saved_tokenizer:
         raise CheckpointError(f"checkpoint {path} was trained with another tokenizer "
                               f"({saved_tokenizer!r}, you gave {tokenizer!r}); use the run's own tokenizer")

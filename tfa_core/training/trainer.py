@@ -239,7 +239,8 @@ class Trainer:
                                  ("val_tokens", val_tokens, self.block_size + 1)):
             if part is not None and len(part) < need:
                 raise ValueError(f"{name} holds {len(part)} tokens, fewer than one window of {need}; "
-                                 "use more text, a smaller block_size or (for validation) a larger share of it")
+                                 "use more text, a smaller block_size or (for validation) a larger share "
+                                 "of it")
         self.train_tokens = train_tokens
         self.val_tokens = val_tokens
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
@@ -297,12 +298,15 @@ class Trainer:
             checkpoint = load_checkpoint(resume)
         differences = [f"{name}: checkpoint has {getattr(checkpoint.config, name)!r}, the model has "
                        f"{getattr(self.model.config, name)!r}"
-                       for name in ("model_type", "n_layer", "n_head", "n_embd", "vocab_size", "bias", "use_v",
-                                    "use_proj", "block_size", "max_position_embeddings", "alibi_max_bias")
+                       for name in ("model_type", "n_layer", "n_head", "n_embd", "vocab_size", "bias",
+                                    "use_v", "use_proj", "block_size", "max_position_embeddings",
+                                    "alibi_max_bias")
                        if getattr(checkpoint.config, name) != getattr(self.model.config, name)]
         if differences:
-            raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this model: " + "; ".join(differences))
-        if self.tokenizer is not None and checkpoint.tokenizer is not None and self.tokenizer != checkpoint.tokenizer:
+            raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this model: "
+                                  + "; ".join(differences))
+        if (self.tokenizer is not None and checkpoint.tokenizer is not None
+                and self.tokenizer != checkpoint.tokenizer):
             raise CheckpointError(f"checkpoint {checkpoint.path} was trained with another tokenizer")
         if checkpoint.model is not self.model:
             self.model.load_state_dict(checkpoint.model.state_dict())
@@ -328,7 +332,8 @@ class Trainer:
         try:
             for index, slots in saved["state"].items():
                 for name, value in slots.items():
-                    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != params[index].shape:
+                    if (isinstance(value, torch.Tensor) and value.dim() > 0
+                            and value.shape != params[index].shape):
                         raise ValueError(f"{name} of parameter {index} has shape {list(value.shape)}, "
                                          f"the parameter {list(params[index].shape)}")
             self.optimizer.load_state_dict(saved)

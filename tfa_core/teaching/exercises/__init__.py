@@ -72,8 +72,8 @@ def load_exercises(path) -> None:
     if path in _LOADED:
         return
     if not path.is_file():
-        raise ValueError(f"{EXERCISES_ENV} names {path}, which is not a file; name the .py file that registers "
-                         "your exercises")
+        raise ValueError(f"{EXERCISES_ENV} names {path}, which is not a file; name the .py file that "
+                         "registers your exercises")
     spec = _importlib_util.spec_from_file_location(f"tfa_exercises_{len(_LOADED)}_{path.stem}", path)
     module = _importlib_util.module_from_spec(spec)
     _LOADED.add(path)

@@ -73,7 +73,8 @@ register(Exercise(
         Case("3 layers, 8 heads, C = 64, use_v=True and use_proj=True",
              (_config(3, 8, 64, 57, use_v=True, use_proj=True),)),
         Case("2 layers, 4 heads, C = 32, bias=True", (_config(2, 4, 32, 50, bias=True),),
-             hint="bias=True gives every Linear a bias of its output size and every LayerNorm a bias of size C"),
+             hint="bias=True gives every Linear a bias of its output size and every LayerNorm a bias "
+                  "of size C"),
         Case("one layer, one head, C = 8, vocabulary of 5, use_proj=True and bias=True",
              (_config(1, 1, 8, 5, use_proj=True, bias=True),)),
         Case("the small preset with GPT-2's 50,257 tokens: 4 layers, 4 heads, C = 256",
@@ -87,7 +88,8 @@ register(Exercise(
         Mistake(_count_variant("embedding twice"),
                 "the embedding is counted twice: lm_head.weight *is* wte.weight (tied), so count it once"),
         Mistake(_count_variant("position table"),
-                "there is no position table: ALiBi puts positions in the attention scores, with no parameters"),
+                "there is no position table: ALiBi puts positions in the attention scores, "
+                "with no parameters"),
         Mistake(_count_variant("no ln_f"), "the final layer norm ln_f (C more numbers) is missing"),
         Mistake(_count_variant("dense mixes"),
                 "the value and output mixes are H x H matrices over whole heads (V ⊗ I_d), so each costs "
@@ -154,7 +156,8 @@ register(Exercise(
     title="the next-token cross-entropy, shifted, with -100 ignored",
     reference=causal_lm_loss,
     cases=lambda: [
-        Case("B=1, T=4, vocabulary of 5, labels = the input ids", (_randn(1, 4, 5, seed=0), _labels(1, 4, 5, seed=1)),
+        Case("B=1, T=4, vocabulary of 5, labels = the input ids",
+             (_randn(1, 4, 5, seed=0), _labels(1, 4, 5, seed=1)),
              hint="position t predicts labels[:, t + 1]: compare logits[:, :-1] with labels[:, 1:]"),
         Case("B=2, T=6, vocabulary of 7, some labels -100 (padding)", _padded_case(),
              hint="a -100 target is left out of the mean altogether: "

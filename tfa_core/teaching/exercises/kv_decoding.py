@@ -41,9 +41,9 @@ class CallNotAllowed(RuntimeError):
 def _refuse(module, args):
     if getattr(module, "_check_armed", False):
         raise CallNotAllowed(
-            f"{type(module).__name__}.forward is switched off in this check: write the attention and the cache "
-            "yourself from the model's modules (transformer.wte, each block's ln_1, attn.c_attn, attn.v_mix, "
-            "attn.proj_mix, ln_2, mlp.c_fc, mlp.c_proj, then transformer.ln_f and lm_head)")
+            f"{type(module).__name__}.forward is switched off in this check: write the attention and the "
+            "cache yourself from the model's modules (transformer.wte, each block's ln_1, attn.c_attn, "
+            "attn.v_mix, attn.proj_mix, ln_2, mlp.c_fc, mlp.c_proj, then transformer.ln_f and lm_head)")
 
 
 def _count(module, args, output):
@@ -170,7 +170,8 @@ MISTAKES = ("newest key masked", "positions restart", "cache overwritten", "reco
 
 
 def decoding_case(label, prompt_length, n_new, batch=1, hint="", **model_options) -> Case:
-    prompt = torch.randint(0, 41, (batch, prompt_length), generator=torch.Generator().manual_seed(prompt_length))
+    prompt = torch.randint(0, 41, (batch, prompt_length),
+                           generator=torch.Generator().manual_seed(prompt_length))
     model = arm(decoding_model(**model_options), prompt_length + n_new)
     budget = f"; the layers accept {prompt_length + n_new} positions each, what a cache needs"
     return Case(label + budget, (model, prompt, n_new), hint=hint)
@@ -183,9 +184,10 @@ register(Exercise(
     reference=reference_cached_greedy,
     cases=lambda: [
         decoding_case("a prompt of 5 tokens and 4 new ones (inside block_size 12), 6 heads", 5, 4,
-                      hint="prefill: run the prompt once, keeping each layer's keys and values; then each new "
-                           "token alone, its key and value appended, its query attending to all of them"),
-        decoding_case("a prompt of 8 tokens and 20 new ones: past block_size 12, use_v=True", 8, 20, use_v=True,
+                      hint="prefill: run the prompt once, keeping each layer's keys and values; then each "
+                           "new token alone, its key and value appended, its query attending to all of them"),
+        decoding_case("a prompt of 8 tokens and 20 new ones: past block_size 12, use_v=True", 8, 20,
+                      use_v=True,
                       hint="the new query sits at the end of the keys, at position T_k - 1: its bias row is "
                            "-m * (T_k - 1 - j), so the newest key gets 0"),
         decoding_case("two prompts of 6 tokens (B = 2) and 24 new tokens, use_v and use_proj, 4 heads", 6, 24,
@@ -194,9 +196,9 @@ register(Exercise(
     compare=same_tensor(("row", "position")),
     mistakes=[
         Mistake(_decode_variant("newest key masked"),
-                "the newest key is not at bias 0: the new token's query sits at the end of the keys (position "
-                "T_k - 1, after appending its own key), so use the last row of the bias; here it gets the row of "
-                "the position before and cannot see its own key"),
+                "the newest key is not at bias 0: the new token's query sits at the end of the keys "
+                "(position T_k - 1, after appending its own key), so use the last row of the bias; here it "
+                "gets the row of the position before and cannot see its own key"),
         Mistake(_decode_variant("positions restart"),
                 "the positions restart after the prompt: the token decoded at step s sits at position "
                 "len(prompt) + s, after every cached key, not at s"),
@@ -205,7 +207,7 @@ register(Exercise(
                 "(torch.cat along the length) instead of replacing it"),
         Mistake(_decode_variant("recomputing"),
                 "the whole sequence is recomputed at every step instead of appending one token to the cache: "
-                "that is O(n^2) work; the layers here accept each position once (len(prompt) + n_new in all), "
-                "so past that budget they return zeros"),
+                "that is O(n^2) work; the layers here accept each position once "
+                "(len(prompt) + n_new in all), so past that budget they return zeros"),
     ],
 ))

@@ -49,8 +49,10 @@ def _perplexity_cases() -> list[Case]:
              hint="only targets that are not -100 count: average over those tokens alone"),
         Case("losses from F.cross_entropy(..., reduction='none', ignore_index=-100) on random logits",
              (losses, targets)),
-        Case("one scored token among three", (torch.tensor([[0.0, 0.0, 2.3]]), torch.tensor([[-100, -100, 4]]))),
-        Case("every loss 0: a model that is always sure and right", (torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.long)),
+        Case("one scored token among three",
+             (torch.tensor([[0.0, 0.0, 2.3]]), torch.tensor([[-100, -100, 4]]))),
+        Case("every loss 0: a model that is always sure and right",
+             (torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.long)),
              hint="a perfect model has perplexity 1"),
     ]
 
@@ -71,7 +73,8 @@ register(Exercise(
                 "the ignored tokens (target -100) were counted: their loss is 0, so averaging over every "
                 "entry lowers the mean; divide by the number of scored tokens"),
         Mistake(lambda losses, targets: 2 ** losses[targets != IGNORE_INDEX].mean().item(),
-                "the losses are in nats (cross-entropy uses the natural log): perplexity is exp(mean), not 2**mean"),
+                "the losses are in nats (cross-entropy uses the natural log): perplexity is exp(mean), "
+                "not 2**mean"),
     ],
 ))
 

@@ -18,7 +18,8 @@ LOGIT_DIMS = ("row", "token")
 # -- 06.lr_schedule -----------------------------------------------------------------------------------
 
 
-def reference_lr_schedule(step: int, warmup_steps: int, max_steps: int, max_lr: float, min_lr: float) -> float:
+def reference_lr_schedule(step: int, warmup_steps: int, max_steps: int, max_lr: float,
+                          min_lr: float) -> float:
     """tfa_core's ``learning_rate_at`` with these settings."""
     config = TrainingConfig(max_steps=max_steps, warmup_steps=warmup_steps, learning_rate=max_lr,
                             min_learning_rate=min_lr)
@@ -48,8 +49,10 @@ def _schedule_variant(mistake: str):
 
 
 def _schedule_case(step, warmup_steps=10, max_steps=100, max_lr=1e-3, min_lr=1e-4, note="", hint=""):
-    label = f"step {step}, warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={max_lr:g}, min_lr={min_lr:g}"
-    return Case(label + (f" ({note})" if note else ""), (step, warmup_steps, max_steps, max_lr, min_lr), hint=hint)
+    label = (f"step {step}, warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={max_lr:g}, "
+             f"min_lr={min_lr:g}")
+    return Case(label + (f" ({note})" if note else ""), (step, warmup_steps, max_steps, max_lr, min_lr),
+                hint=hint)
 
 
 register(Exercise(
@@ -59,11 +62,13 @@ register(Exercise(
     reference=reference_lr_schedule,
     cases=lambda: [
         _schedule_case(0, note="the first warmup step",
-                       hint="warmup: max_lr * (step + 1) / warmup_steps, so the very first step already learns"),
+                       hint="warmup: max_lr * (step + 1) / warmup_steps, so the very first step already "
+                            "learns"),
         _schedule_case(4, note="during warmup"),
         _schedule_case(9, note="the last warmup step reaches max_lr"),
         _schedule_case(10, note="the cosine starts at max_lr",
-                       hint="from step warmup_steps on: progress = (step - warmup_steps) / (max_steps - warmup_steps)"),
+                       hint="from step warmup_steps on: "
+                            "progress = (step - warmup_steps) / (max_steps - warmup_steps)"),
         _schedule_case(30, note="on the way down",
                        hint="min_lr + 0.5 * (1 + cos(pi * progress)) * (max_lr - min_lr)"),
         _schedule_case(55, note="halfway down"),
@@ -79,10 +84,11 @@ register(Exercise(
         Mistake(_schedule_variant("warmup from zero"),
                 "off by one at the start: step 0 must already get max_lr / warmup_steps, so use (step + 1)"),
         Mistake(_schedule_variant("warmup one step too long"),
-                "off by one at the warmup edge: warmup covers steps 0 .. warmup_steps - 1 (step < warmup_steps); "
-                "the cosine starts at step warmup_steps"),
+                "off by one at the warmup edge: warmup covers steps 0 .. warmup_steps - 1 "
+                "(step < warmup_steps); the cosine starts at step warmup_steps"),
         Mistake(_schedule_variant("decay to zero"),
-                "the cosine decays to 0; it must end at min_lr: min_lr + 0.5 * (1 + cos(pi * progress)) * (max_lr - min_lr)"),
+                "the cosine decays to 0; it must end at min_lr: "
+                "min_lr + 0.5 * (1 + cos(pi * progress)) * (max_lr - min_lr)"),
         Mistake(_schedule_variant("linear decay"), "the decay is linear; it follows half a cosine"),
         Mistake(_schedule_variant("no clamp"),
                 "past max_steps the cosine climbs again: clamp progress to 1 so the rate stays at min_lr"),
@@ -116,10 +122,12 @@ register(Exercise(
     reference=top_k_filter,
     cases=lambda: [
         Case("one row of 5 logits, k = 2", (_rows([2.0, 1.0, 0.5, 0.0, -1.0]), 2)),
-        Case("two rows of 6 logits, k = 3", (_rows([0.0, 2.5, -1.0, 1.5, 0.5, 1.0], [1.0, 3.0, 0.2, 2.0, -0.5, 0.0]), 3),
+        Case("two rows of 6 logits, k = 3",
+             (_rows([0.0, 2.5, -1.0, 1.5, 0.5, 1.0], [1.0, 3.0, 0.2, 2.0, -0.5, 0.0]), 3),
              hint="each row keeps its own k largest: torch.topk(logits, k, dim=-1)"),
         Case("k = 1: only the most likely token", (_rows([0.3, -0.2, 1.1, 0.8, -1.5, 0.0]), 1)),
-        Case("k = 10, more than the 6 tokens there are: keep them all", (_rows([0.3, -0.2, 1.1, 0.8, -1.5, 0.0]), 10),
+        Case("k = 10, more than the 6 tokens there are: keep them all",
+             (_rows([0.3, -0.2, 1.1, 0.8, -1.5, 0.0]), 10),
              hint="torch.topk refuses k > vocabulary size: use min(k, logits.shape[-1])"),
     ],
     compare=close_tensor(LOGIT_DIMS, atol=1e-6),
@@ -166,10 +174,13 @@ register(Exercise(
         Case("one row, not sorted, p = 0.6", (_rows([0.0, 2.5, -1.0, 1.5, 0.5, 1.0]), 0.6),
              hint="sort the probabilities (descending) before adding them up, then put the decision back "
                   "in the original order"),
-        Case("two rows, p = 0.9", (_rows([1.0, 3.0, 0.2, 2.0, -0.5, 0.0], [0.3, -0.2, 1.1, 0.8, -1.5, 0.0]), 0.9)),
-        Case("p = 0.05: only the most likely token of each row", (_rows([0.3, -0.2, 1.1, 0.8, -1.5, 0.0]), 0.05),
+        Case("two rows, p = 0.9",
+             (_rows([1.0, 3.0, 0.2, 2.0, -0.5, 0.0], [0.3, -0.2, 1.1, 0.8, -1.5, 0.0]), 0.9)),
+        Case("p = 0.05: only the most likely token of each row",
+             (_rows([0.3, -0.2, 1.1, 0.8, -1.5, 0.0]), 0.05),
              hint="the most likely token is always kept, however small p is"),
-        Case("a peaked row: the top token alone has 0.90 > p = 0.5", (_rows([4.0, 0.0, -1.0, 0.5, 1.0, -2.0]), 0.5)),
+        Case("a peaked row: the top token alone has 0.90 > p = 0.5",
+             (_rows([4.0, 0.0, -1.0, 0.5, 1.0, -2.0]), 0.5)),
         Case("p = 1: keep every token", (_rows([1.0, 3.0, 0.2, 2.0, -0.5, 0.0]), 1.0)),
     ],
     compare=close_tensor(LOGIT_DIMS, atol=1e-6),

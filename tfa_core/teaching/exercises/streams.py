@@ -50,7 +50,8 @@ register(Exercise(
     title="the two streams before the first block",
     reference=reference_start_streams,
     cases=lambda: [
-        Case("input_ids = [[3, 1, 4]], wte of shape (11, 6)", (torch.tensor([[3, 1, 4]]), _randn(11, 6, seed=1))),
+        Case("input_ids = [[3, 1, 4]], wte of shape (11, 6)",
+             (torch.tensor([[3, 1, 4]]), _randn(11, 6, seed=1))),
         Case("a batch of two: input_ids = [[0, 10, 2, 2], [5, 5, 9, 7]]",
              (torch.tensor([[0, 10, 2, 2], [5, 5, 9, 7]]), _randn(11, 6, seed=2)),
              hint="wte[input_ids] looks up every id of every row at once: shape (B, T, C)"),
@@ -170,7 +171,8 @@ register(Exercise(
     ],
     compare=tuple_of(("xt", "xe"), (close_tensor(STREAM_DIMS), close_tensor(STREAM_DIMS))),
     mistakes=[
-        Mistake(_block_variant("ln_1 of xt"), "queries and keys come from ln_1(xt + xe), the sum of both streams"),
+        Mistake(_block_variant("ln_1 of xt"),
+                "queries and keys come from ln_1(xt + xe), the sum of both streams"),
         Mistake(_block_variant("mlp into xt"), "the MLP writes to xe, never to xt"),
         Mistake(_block_variant("attention into xe"), "attention writes to xt, never to xe"),
         Mistake(_block_variant("old xt in ln_2"), "the MLP must see xt after attention has updated it: "

@@ -40,8 +40,8 @@ def loop_config(max_steps=10, warmup_steps=2, learning_rate=1e-2, grad_clip=0.1,
     """The training settings of a case (the learner reads learning_rate, min_learning_rate,
     warmup_steps, max_steps, weight_decay, beta1, beta2 and grad_clip)."""
     return TrainingConfig(max_steps=max_steps, warmup_steps=warmup_steps, learning_rate=learning_rate,
-                          min_learning_rate=learning_rate / 10, weight_decay=weight_decay, grad_clip=grad_clip,
-                          batch_size=4, device="cpu", progress=False)
+                          min_learning_rate=learning_rate / 10, weight_decay=weight_decay,
+                          grad_clip=grad_clip, batch_size=4, device="cpu", progress=False)
 
 
 def reference_train_steps(model: nn.Module, batches: list, config: TrainingConfig) -> dict:
@@ -68,7 +68,8 @@ def _loop_variant(mistake: str):
                 groups = [{"params": list(model.parameters()), "weight_decay": config.weight_decay}]
             elif mistake == "decay every matrix":  # nanoGPT's rule: every parameter with 2 or more dims
                 params = list(model.parameters())
-                groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+                groups = [{"params": [p for p in params if p.dim() >= 2],
+                           "weight_decay": config.weight_decay},
                           {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
             else:
                 groups = [{"params": g["params"], "weight_decay": g["weight_decay"]}
@@ -138,10 +139,12 @@ register(Exercise(
     reference=lambda model, batches, config: TrainedWeights(reference_train_steps(model, batches, config)),
     cases=lambda: [
         _case("5 steps, warmup_steps=2 of max_steps=10, learning_rate 1e-2, weight_decay 0.1, grad_clip 0.1",
-              5, hint="per step: set the scheduled lr on every param group, loss = model(x, labels=x)['loss'], "
-                      "zero_grad, backward, clip_grad_norm_(model.parameters(), grad_clip), step"),
+              5, hint="per step: set the scheduled lr on every param group, "
+                      "loss = model(x, labels=x)['loss'], zero_grad, backward, "
+                      "clip_grad_norm_(model.parameters(), grad_clip), step"),
         _case("4 steps of a model with use_v and use_proj (H x H mixes, not decayed)", 4, use_v=True,
-              hint="only nn.Linear weights are decayed: not norms, not the embedding (= the head), not the mixes"),
+              hint="only nn.Linear weights are decayed: not norms, not the embedding (= the head), "
+                   "not the mixes"),
         _case("6 steps without warmup, past max_steps=4 (the rate stays at min_learning_rate)", 6,
               max_steps=4, warmup_steps=0, learning_rate=5e-3),
     ],
@@ -151,10 +154,12 @@ register(Exercise(
     mistakes=[
         Mistake(_loop_variant("decay everything"),
                 "every parameter is decayed: norms, biases, the embedding (also the output layer) and the "
-                "H x H mixes must be in a group with weight_decay 0; decay only the nn.Linear weight matrices"),
+                "H x H mixes must be in a group with weight_decay 0; decay only the nn.Linear weight "
+                "matrices"),
         Mistake(_loop_variant("decay every matrix"),
-                "the embedding (also the output layer) is decayed: the rule `p.dim() >= 2` catches it and the "
-                "H x H mixes; decay only the weights of nn.Linear layers (not lm_head, which is the embedding)"),
+                "the embedding (also the output layer) is decayed: the rule `p.dim() >= 2` catches it and "
+                "the H x H mixes; decay only the weights of nn.Linear layers (not lm_head, which is the "
+                "embedding)"),
         Mistake(_loop_variant("schedule one step late"),
                 "the schedule is off by one step: step 0 (the first) uses learning_rate_at(0), "
                 "i.e. learning_rate / warmup_steps"),

@@ -255,7 +255,8 @@ def observe_model(model, config: GPTConfigALiBi) -> dict:
     model.eval()
     logits = {}
     for number, length in enumerate(check_lengths(config)):
-        ids = torch.randint(0, config.vocab_size, (2, length), generator=torch.Generator().manual_seed(number))
+        ids = torch.randint(0, config.vocab_size, (2, length),
+                            generator=torch.Generator().manual_seed(number))
         try:
             output = model(ids)
         except Exception as error:
@@ -281,7 +282,8 @@ def compare_models(expected: dict, got) -> str | None:
         return f"expected the logits of your model, got {type(have_logits).__name__}"
     compare = close_tensor(LOGIT_DIMS, atol=1e-5, rtol=1e-5)
     for length, want in expected["logits"].items():
-        where = f"on {length} tokens" + (f" (longer than block_size = {block_size})" if length > block_size else "")
+        where = f"on {length} tokens" + (f" (longer than block_size = {block_size})"
+                                         if length > block_size else "")
         have = have_logits.get(length)
         if isinstance(want, dict) or isinstance(have, dict):  # a model raised past block_size
             if isinstance(want, dict) and isinstance(have, dict) and want.get("raised") == have.get("raised"):
@@ -313,7 +315,8 @@ register(Exercise(
     cases=lambda: [
         _case(4, hint="xt = wte(idx), xe = 0; per block xt += attn(ln_1(xt + xe), values from xt), "
                       "xe += mlp(ln_2(xt + xe)); logits = lm_head(ln_f(xt + xe)), lm_head tied to wte"),
-        _case(6, hint="six heads: the slopes are [2^-2, 2^-4, 2^-6, 2^-8, 2^-1, 2^-3] (the authors' algorithm)"),
+        _case(6, hint="six heads: the slopes are [2^-2, 2^-4, 2^-6, 2^-8, 2^-1, 2^-3] "
+                      "(the authors' algorithm)"),
         _case(6, use_v=True, hint="use_v: an H x H parameter attn.v_mix mixing whole heads of xt: "
                                   "torch.einsum('hg,bgtd->bhtd', v_mix, v)"),
         _case(6, use_proj=True, hint="use_proj: an H x H parameter attn.proj_mix applied to the attention "
@@ -345,8 +348,8 @@ register(Exercise(
                 "the ALiBi bias has the wrong sign: it is -m * (i - j), a penalty that grows with distance"),
         Mistake(wrong_model("post-norm"),
                 "the layer norms are in the wrong place: each sub-block reads a normalised copy, "
-                "ln_1(xt + xe) and ln_2(xt + xe), and the streams themselves are never normalised (pre-norm); "
-                "here the sums after the sub-blocks are normalised (post-norm)"),
+                "ln_1(xt + xe) and ln_2(xt + xe), and the streams themselves are never normalised "
+                "(pre-norm); here the sums after the sub-blocks are normalised (post-norm)"),
         Mistake(wrong_model("dense value matrix"),
                 "the value mix is a C x C matrix; it is H x H (V ⊗ I_d): each head's value is a weighted sum "
                 "of whole heads of xt, applied with an einsum over heads"),
