@@ -1,3 +1,5 @@
+from pathlib import Path as _Path
+
 import pytest
 import torch
 
@@ -17,8 +19,6 @@ def tiny_config():
 
 # A student release (tfa release --students) has no solutions/: the test files that load the reference
 # solutions are not collected there, so the README's test command passes in it as written.
-from pathlib import Path as _Path
-
 _ROOT = _Path(__file__).resolve().parents[1]
 if not (_ROOT / "solutions").is_dir():
     collect_ignore = sorted(path.name for path in _Path(__file__).parent.glob("test_*.py")

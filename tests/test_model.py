@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tfa_core.model.fast_attention as fast_attention
 from tfa_core import (
     GPTConfigALiBi,
     alibi_slopes,

@@ -43,8 +43,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync",
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]  # nothing but this machine answers
 WINDOW = {"width": 1280, "height": 900}
 MIN_TRACK = 100  # px: the narrowest slider track a learner can still aim at
@@ -96,7 +96,8 @@ class Lab:
 
     def __init__(self, workdir: Path):
         self.course = workdir / "course"
-        shutil.copytree(ROOT / "course", self.course, ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
+        shutil.copytree(ROOT / "course", self.course,
+                        ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
         (workdir / "benchmarks").symlink_to(ROOT / "benchmarks")  # 07 reads ../benchmarks/results
         settings = workdir / "settings" / "@jupyterlab"
         for extension, name, values in (
@@ -106,16 +107,19 @@ class Lab:
             (settings / extension).mkdir(parents=True)
             (settings / extension / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
         self.port, self.token = free_port(), secrets.token_hex(16)
-        env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep),
+        pythonpath = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep)
+        env = dict(os.environ, PYTHONPATH=pythonpath,
                    TFA_QUICK="1", JUPYTERLAB_SETTINGS_DIR=str(workdir / "settings"),
-                   JUPYTERLAB_WORKSPACES_DIR=str(workdir / "workspaces"), JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
+                   JUPYTERLAB_WORKSPACES_DIR=str(workdir / "workspaces"),
+                   JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
                    MPLBACKEND="module://matplotlib_inline.backend_inline")
         self.log = open(workdir / "jupyterlab.log", "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
              f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.course}",
              "--NotebookNotary.db_file=:memory:", "--LabApp.news_url=",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+             "--LabApp.extension_manager=readonly",
              "--allow-root"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.course)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -165,12 +169,13 @@ def open_notebook(page, lab: Lab, name: str) -> None:
     page.goto(f"{lab.url}/lab/workspaces/{name[:2]}/tree/{urllib.parse.quote(name)}?token={lab.token}")
     page.locator(".jp-NotebookPanel:visible .jp-Cell").first.wait_for(timeout=90_000)
     deadline = time.time() + 120
-    while not any(s["path"] == name and s["kernel"]["execution_state"] == "idle" and s["kernel"]["connections"]
-                  for s in lab.api("GET", "/api/sessions")):
+    while not any(s["path"] == name and s["kernel"]["execution_state"] == "idle"
+                  and s["kernel"]["connections"] for s in lab.api("GET", "/api/sessions")):
         if time.time() > deadline:
             raise TimeoutError(f"the kernel of {name} did not start")
         page.wait_for_timeout(500)  # not time.sleep: the page's events are handled while Playwright waits
-    page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=90_000)
+    idle = ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']"
+    page.locator(idle).wait_for(timeout=90_000)
     if not page.locator("#filebrowser").is_visible():  # the default layout: the file browser open
         page.locator(".jp-SideBar [data-id='filebrowser']").click()
     page.locator("#filebrowser").wait_for(state="visible")
@@ -192,7 +197,8 @@ def run_all(page, timeout: float) -> float:
     deadline = time.time() + timeout
     while time.time() < deadline:
         texts = prompts.evaluate_all("nodes => nodes.map(n => n.innerText)")
-        busy = page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").count() == 0
+        idle = ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']"
+        busy = page.locator(idle).count() == 0
         if not busy and not any("*" in t for t in texts):
             return time.perf_counter() - start
         page.wait_for_timeout(1000)
@@ -273,7 +279,8 @@ def use_widget(page, widget, label: str, report: Report, widths: dict) -> None:
                 what = step(page, slider)
             after = wait_for_change(page, widget, before)
             report.check(after is not None and handle_state(slider)[2] != value,
-                         f"{label}: '{name}' {value:g} -> {handle_state(slider)[2]:g} by {what}: figure and numbers changed")
+                         f"{label}: '{name}' {value:g} -> {handle_state(slider)[2]:g} by {what}: "
+                         "figure and numbers changed")
     prompt = widget.locator("textarea")
     if prompt.count():
         text = "JULIET:\nO Romeo, Romeo!"
@@ -291,7 +298,8 @@ def use_widget(page, widget, label: str, report: Report, widths: dict) -> None:
         report.check(after is not None and prompt.input_value() == text and high == len(text) - 1,
                      f"{label}: typed a two-line prompt: figure and numbers changed, the position slider "
                      f"ends at {high:g} = its {len(text)} characters, newline included")
-        report.check("'!'" in after[1] if after else False, f"{label}: the table reads the new prompt's last character")
+        report.check("'!'" in after[1] if after else False,
+                     f"{label}: the table reads the new prompt's last character")
 
 
 def check_notebook(page, lab: Lab, name: str, report: Report, widths: dict, timeout: float) -> None:
@@ -320,12 +328,14 @@ def check_notebook(page, lab: Lab, name: str, report: Report, widths: dict, time
     report.fact(f"{name}: Run All Cells took {seconds:.0f} s")
     page.wait_for_timeout(1000)
     errors = page.locator(".jp-NotebookPanel:visible [data-mime-type='application/vnd.jupyter.error']")
-    report.check(errors.count() == 0, f"no error output" + (f": {errors.first.inner_text()[:500]}" if errors.count() else ""))
+    report.check(errors.count() == 0,
+                 "no error output" + (f": {errors.first.inner_text()[:500]}" if errors.count() else ""))
     stderr = page.locator(".jp-NotebookPanel:visible [data-mime-type='application/vnd.jupyter.stderr']")
     for i in range(stderr.count()):
         report.fact(f"stderr output (not an error): {stderr.nth(i).inner_text()[:200]!r}")
     report.check(outputs.count() == len(widget_cells),
-                 f"{outputs.count()} widget views after Run All, one for each of the {len(widget_cells)} saved")
+                 f"{outputs.count()} widget views after Run All, "
+                 f"one for each of the {len(widget_cells)} saved")
     for i in range(outputs.count()):
         widget = outputs.nth(i)
         widget.scroll_into_view_if_needed()
@@ -334,7 +344,8 @@ def check_notebook(page, lab: Lab, name: str, report: Report, widths: dict, time
         text = widget.inner_text()
         rendered = widget.locator(".widget-hslider, .widget-hprogress, textarea").count() > 0
         report.check(rendered and not any(bad in text for bad in BAD_TEXTS),
-                     f"widget {i + 1} renders as controls ({text.strip().splitlines()[0][:40] if text.strip() else ''!r})")
+                     f"widget {i + 1} renders as controls "
+                     f"({text.strip().splitlines()[0][:40] if text.strip() else ''!r})")
         if widget.locator(".widget-hprogress").count():
             report.check("100%" in text, f"the progress bar ends at 100%: {text.strip()[:80]!r}")
             continue
@@ -353,7 +364,8 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def check_book(browser, site: Path, report: Report) -> None:
     print(f"book: {site}", flush=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(QuietHandler, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     context = browser.new_context(viewport=WINDOW)
@@ -396,7 +408,8 @@ def check_book(browser, site: Path, report: Report) -> None:
             name = url.removeprefix(origin)
             text = page.locator("body").inner_text()
             shown_badly = [bad for bad in BAD_TEXTS if bad in text]
-            report.check(not shown_badly, f"book {name}: no widget shown as {shown_badly or 'its repr or a message'}")
+            report.check(not shown_badly,
+                         f"book {name}: no widget shown as {shown_badly or 'its repr or a message'}")
             report.check(ok and not broken and not errors,
                          f"book {name}: loads, {count} images load, console clean"
                          + (f" -- broken {broken}" if broken else "") + (f" -- {errors}" if errors else ""))
@@ -418,10 +431,13 @@ def check_book(browser, site: Path, report: Report) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notebooks", nargs="*", help="notebook numbers (default: every notebook with a widget)")
-    parser.add_argument("--book", type=Path, default=ROOT / "book" / "_build" / "html", help="the built book")
+    parser.add_argument("--notebooks", nargs="*",
+                        help="notebook numbers (default: every notebook with a widget)")
+    parser.add_argument("--book", type=Path, default=ROOT / "book" / "_build" / "html",
+                        help="the built book")
     parser.add_argument("--book-only", action="store_true")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed for one notebook's Run All")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds allowed for one notebook's Run All")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway folder (JupyterLab's log)")
     args = parser.parse_args(argv)
 
@@ -451,7 +467,8 @@ def main(argv=None) -> int:
                         report.check(False, f"{name}: {type(error).__name__}: {str(error)[:600]}")
                         page.screenshot(path=str(workdir / f"{name}.png"), full_page=True)
                         args.keep = True
-                    report.check(not errors, f"{name}: browser console clean" + (f" -- {errors[:5]}" if errors else ""))
+                    report.check(not errors,
+                                 f"{name}: browser console clean" + (f" -- {errors[:5]}" if errors else ""))
                 context.close()
             if not args.notebooks:
                 if args.book.is_dir():
