@@ -162,8 +162,8 @@ def register(exercise: Exercise) -> Exercise:
         raise ValueError(f"exercise id {exercise.id!r} must be the notebook's two digits, a dot and a name, "
                          "such as \"03.slopes\"")
     if not isinstance(exercise.function, str) or not exercise.function.isidentifier():
-        raise ValueError(f"exercise {exercise.id}: function {exercise.function!r} must be the Python name the "
-                         "exercise cell defines, such as \"slopes\"")
+        raise ValueError(f"exercise {exercise.id}: function {exercise.function!r} must be the Python name "
+                         "the exercise cell defines, such as \"slopes\"")
     if exercise.id in _REGISTRY:
         raise ValueError(f"exercise id {exercise.id!r} is registered twice; ids must be unique")
     _REGISTRY[exercise.id] = exercise
@@ -292,7 +292,9 @@ def _nested(values) -> str:
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # tfa_core/
 _SOLUTIONS = _PACKAGE.parent / "solutions"
-_MACHINERY = {_PACKAGE / "teaching" / "exercises" / name for name in ("checking.py", "comparing.py", "transport.py")} | {
+_MACHINERY = {
+    _PACKAGE / "teaching" / "exercises" / name for name in ("checking.py", "comparing.py", "transport.py")
+} | {
     _PACKAGE / "teaching" / "grading.py",
     _PACKAGE / "model" / "config.py",  # configs are inputs: reading their fields is not copying
 }
@@ -400,7 +402,8 @@ class _CallWatch:
 
 
 def _describe_call(call: str) -> str:
-    """``"tfa_core/model/alibi.py:alibi_slopes:12"`` -> ``"tfa_core's alibi_slopes (tfa_core/model/alibi.py)"``."""
+    """``"tfa_core/model/alibi.py:alibi_slopes:12"``
+    -> ``"tfa_core's alibi_slopes (tfa_core/model/alibi.py)"``."""
     where, name, _ = (call.rsplit(":", 2) + ["", ""])[:3]
     return f"tfa_core's {name} ({where})"
 
@@ -466,7 +469,8 @@ def _read_attempt(data) -> dict:
     process the learner's code ran in). Raises ``ValueError`` for anything else."""
     from .transport import from_plain
 
-    fields = dict(stub=bool, raised=str, error=str, where=str, not_implemented=bool, calls=list, solutions=list)
+    fields = dict(stub=bool, raised=str, error=str, where=str, not_implemented=bool, calls=list,
+                  solutions=list)
     if type(data) is not dict or any(type(data.get(name)) is not kind for name, kind in fields.items()):
         raise ValueError("not an attempt")
     attempt = {name: data[name] for name in fields}
@@ -540,7 +544,8 @@ class Judge:
         notes = []
         copied = sorted(self._learner_calls & self._reference_calls)
         if copied:
-            notes.append("calls " + ", ".join(map(_describe_call, copied)) + ", which the check takes as the answer")
+            notes.append("calls " + ", ".join(map(_describe_call, copied))
+                         + ", which the check takes as the answer")
         if self._solutions:
             notes.append("runs the reference solution (" + ", ".join(sorted(self._solutions)) + ")")
         return "; ".join(notes)
@@ -550,7 +555,8 @@ class Judge:
                            passed=self.total, total=self.total, flag=self.flag())
 
     def judge(self, number: int, data) -> CheckResult | None:
-        """``None`` when the attempt at case ``number`` (from 1) agrees with the reference, else what went wrong."""
+        """``None`` when the attempt at case ``number`` (from 1) agrees with the reference, else what
+        went wrong."""
         with _RANDOM_STATE:
             return self._judge(number, data)
 
@@ -565,14 +571,16 @@ class Judge:
 
                 label, plain = recorded[number - 1]
                 if label != case.label:
-                    raise ValueError(f"the recorded answers are for other cases ({label!r}, not {case.label!r})")
+                    raise ValueError("the recorded answers are for other cases "
+                                     f"({label!r}, not {case.label!r})")
                 expected = from_plain(plain)
             else:
                 watch = _CallWatch(depth=self._reference_depth)
                 expected = self._call(exercise.reference, case, number, watch)
                 self._reference_calls |= watch.tfa_core
         except Exception as error:  # a bug on our side
-            return CheckResult(exercise.id, ERROR, f"the reference answer failed ({where}): {error!r}", **failed)
+            return CheckResult(exercise.id, ERROR, f"the reference answer failed ({where}): {error!r}",
+                               **failed)
         try:
             attempt = _read_attempt(data)
         except (ValueError, RecursionError):
@@ -588,13 +596,15 @@ class Judge:
                                        f"write `{exercise.function}` in the exercise cell above (replace "
                                        "`raise NotImplementedError`), run it, then run this cell again",
                                        total=total, flag=failed["flag"])
-                return CheckResult(exercise.id, INCORRECT, f"your function raised NotImplementedError ({where})",
+                return CheckResult(exercise.id, INCORRECT,
+                                   f"your function raised NotImplementedError ({where})",
                                    got=f"NotImplementedError({attempt['error']})", **failed)
             line = attempt["where"]
             if attempt["raised"] == "NameError":
                 failed["hint"] = SELF_CONTAINED
             return CheckResult(exercise.id, ERROR, f"your function raised {attempt['raised']} ({where})",
-                               got=f"{attempt['raised']}: {attempt['error']}" + (f"\n(at {line})" if line else ""),
+                               got=f"{attempt['raised']}: {attempt['error']}"
+                               + (f"\n(at {line})" if line else ""),
                                **failed)
         if attempt["stub"] and number == 1:
             return CheckResult(exercise.id, NOT_ATTEMPTED,
@@ -619,8 +629,8 @@ class Judge:
             if _agrees(exercise, wrong, got):
                 failed["hint"] = mistake.message
                 break
-        return CheckResult(exercise.id, INCORRECT, f"{difference} ({where})", expected=describe_value(expected),
-                           got=_describe_safely(got), **failed)
+        return CheckResult(exercise.id, INCORRECT, f"{difference} ({where})",
+                           expected=describe_value(expected), got=_describe_safely(got), **failed)
 
 
 def _describe_safely(value) -> str:
@@ -675,7 +685,8 @@ def defines(source: str, name: str) -> bool:
     try:
         tree = ast.parse(as_python(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return re.search(rf"^(?:async[ \t]+)?(?:def|class)[ \t]+{re.escape(name)}\b", source, re.MULTILINE) is not None
+        pattern = rf"^(?:async[ \t]+)?(?:def|class)[ \t]+{re.escape(name)}\b"
+        return re.search(pattern, source, re.MULTILINE) is not None
     return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name
                for node in tree.body)
 
@@ -694,9 +705,11 @@ def run_exercise_cell(exercise: Exercise, source: str, filename: str | None = No
         code = compile(as_python(source), filename or f"<exercise cell {exercise.id}>", "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
         if not isinstance(error, SyntaxError):
-            return None, dict(cell="syntax error", message=f"the cell cannot be compiled ({type(error).__name__})")
+            return None, dict(cell="syntax error",
+                              message=f"the cell cannot be compiled ({type(error).__name__})")
         where = f"line {error.lineno}: {(error.text or '').strip()}" if error.lineno else ""
-        return None, dict(cell="syntax error", message=_short(f"{error.msg} ({where})" if where else error.msg))
+        return None, dict(cell="syntax error",
+                          message=_short(f"{error.msg} ({where})" if where else error.msg))
     namespace: dict = {"__name__": "__exercise__"}
     try:
         exec(PREAMBLE, namespace)
@@ -706,11 +719,14 @@ def run_exercise_cell(exercise: Exercise, source: str, filename: str | None = No
         if isinstance(error, KeyboardInterrupt):
             raise
         hint = f"; {SELF_CONTAINED}" if isinstance(error, NameError) else ""
-        return None, dict(cell="error", message=_short(f"the cell raised {type(error).__name__}: {_text_of(error)}") + hint)
+        return None, dict(cell="error",
+                          message=_short(f"the cell raised {type(error).__name__}: {_text_of(error)}") + hint)
     function = namespace.get(exercise.function)
     if function is None:
-        return None, dict(cell="missing", message=f"the cell does not define `{exercise.function}` (the grader "
-                          f"grades the function of that name, defined in the exercise cell or a cell below it)")
+        return None, dict(cell="missing",
+                          message=f"the cell does not define `{exercise.function}` (the grader "
+                          "grades the function of that name, defined in the exercise cell or a cell "
+                          "below it)")
     return function, {}
 
 
@@ -758,8 +774,8 @@ def check(exercise_id: str, function: Callable[..., Any]) -> CheckResult:
 
     When ``function`` was defined in a notebook cell, that cell is run again on its own (as the grader
     runs it) and its definition is checked: an answer that leans on another cell fails here as it
-    would in the grader. Every case is run with fresh copies of its inputs (so a function that changes its arguments in
-    place cannot spoil the next case), and the notebook's random state is left as it was. Never
+    would in the grader. Every case is run with fresh copies of its inputs (so a function that changes its
+    arguments in place cannot spoil the next case), and the notebook's random state is left as it was. Never
     raises: the outcome, good or bad, is the returned :class:`CheckResult`, which a notebook shows as
     a coloured box.
     """

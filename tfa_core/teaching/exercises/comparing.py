@@ -113,7 +113,8 @@ def same_tensor(dims: Sequence[str] | None = None) -> Compare:
         if tuple(got.shape) != tuple(expected.shape):
             return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
         if got.dtype.is_floating_point and not expected.dtype.is_floating_point:
-            return f"expected an integer tensor ({str(expected.dtype).replace('torch.', '')}), got dtype {got.dtype}"
+            return (f"expected an integer tensor ({str(expected.dtype).replace('torch.', '')}), "
+                    f"got dtype {got.dtype}")
         differ = got.to(expected.device) != expected
         if differ.any():
             index = torch.nonzero(differ)[0].tolist()
@@ -205,8 +206,10 @@ def close_number(what: str, atol: float = 1e-6, rtol: float = 1e-5, shape_hint: 
         want = _as_number(expected)
         have = _as_number(got)
         if have is None:
-            kind = f"a tensor of shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
-            return f"expected one number (a float or a 0-d tensor), got {kind}" + (f"; {shape_hint}" if shape_hint else "")
+            kind = (f"a tensor of shape {tuple(got.shape)}" if isinstance(got, torch.Tensor)
+                    else type(got).__name__)
+            return (f"expected one number (a float or a 0-d tensor), got {kind}"
+                    + (f"; {shape_hint}" if shape_hint else ""))
         if have == want:  # equal, infinities included
             return None
         if math.isnan(have):
@@ -246,7 +249,8 @@ def same_value(expected, got) -> str | None:
         return same_text(expected, got)
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            kind = f"{type(got).__name__} of length {len(got)}" if isinstance(got, (tuple, list)) else type(got).__name__
+            kind = (f"{type(got).__name__} of length {len(got)}" if isinstance(got, (tuple, list))
+                    else type(got).__name__)
             return f"expected a {type(expected).__name__} of {len(expected)}, got {kind}"
         for index, (want, have) in enumerate(zip(expected, got)):
             difference = same_value(want, have)

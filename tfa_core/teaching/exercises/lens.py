@@ -35,10 +35,12 @@ def reference_lens(stream: torch.Tensor, norm_weight: torch.Tensor, wte: torch.T
         return lens_logits(stream, ln_f, wte)
 
 
-def _lens_case(label: str, stream_shape: tuple, vocab: int, seed: int, scale: float = 1.0, hint: str = "") -> Case:
+def _lens_case(label: str, stream_shape: tuple, vocab: int, seed: int, scale: float = 1.0,
+               hint: str = "") -> Case:
     C = stream_shape[-1]
     norm_weight = 1 + _randn(C, seed=seed + 1, scale=0.5)  # a trained norm: weights away from 1
-    return Case(label, (_randn(*stream_shape, seed=seed, scale=scale), norm_weight, _randn(vocab, C, seed=seed + 2)),
+    return Case(label,
+                (_randn(*stream_shape, seed=seed, scale=scale), norm_weight, _randn(vocab, C, seed=seed + 2)),
                 hint=hint)
 
 
@@ -53,13 +55,15 @@ register(Exercise(
     title="a stream read through the final norm and the tied embedding",
     reference=reference_lens,
     cases=lambda: [
-        _lens_case("stream (2, 3, 6), wte (6, 6): a square embedding, vocabulary = width", (2, 3, 6), 6, seed=1,
+        _lens_case("stream (2, 3, 6), wte (6, 6): a square embedding, vocabulary = width", (2, 3, 6), 6,
+                   seed=1,
                    hint="logits = layer_norm(stream) * norm_weight @ wte.T: (..., C) @ (C, V) -> (..., V)"),
         _lens_case("stream (1, 8), wte (12, 8)", (1, 8), 12, seed=2),
         _lens_case("a large stream (2, 5, 8) (norm 30x the embedding's), wte (20, 8)", (2, 5, 8), 20, seed=3,
                    scale=30.0, hint="the norm rescales each vector: the lens does not depend on its size"),
         _lens_case("every layer at once: stream (3, 1, 4, 8), wte (10, 8)", (3, 1, 4, 8), 10, seed=4,
-                   hint="normalise over the last dimension only; the leading ones are layers, batch, positions"),
+                   hint="normalise over the last dimension only; the leading ones are layers, batch, "
+                        "positions"),
     ],
     compare=close_tensor(None, atol=1e-4, rtol=1e-4),
     mistakes=[
@@ -83,8 +87,10 @@ register(Exercise(
 # -- 08.attention_probabilities ------------------------------------------------------------------------
 
 
-def reference_attention_probabilities(h: torch.Tensor, w_qk: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
-    """``tfa_core.experiments.inspection.layer_attention`` of a factored attention layer with these weights."""
+def reference_attention_probabilities(h: torch.Tensor, w_qk: torch.Tensor,
+                                      slopes: torch.Tensor) -> torch.Tensor:
+    """``tfa_core.experiments.inspection.layer_attention`` of a factored attention layer with these
+    weights."""
     C, H = h.shape[-1], slopes.shape[0]
     config = GPTConfigALiBi(n_layer=1, n_head=H, n_embd=C, block_size=8, vocab_size=2, dropout=0.0)
     attention = FactoredCausalSelfAttention(config).eval()
@@ -117,7 +123,8 @@ def _variant(h, w_qk, slopes, scale: str = "head", sign: float = -1.0, mask: boo
     return torch.softmax(scores + bias, dim=axis)
 
 
-def _attention_case(label: str, B: int, T: int, C: int, slopes: torch.Tensor, seed: int, hint: str = "") -> Case:
+def _attention_case(label: str, B: int, T: int, C: int, slopes: torch.Tensor, seed: int,
+                    hint: str = "") -> Case:
     h = F.layer_norm(_randn(B, T, C, seed=seed), (C,))  # what ln_1 gives: unit-size rows
     w_qk = _randn(2 * C, C, seed=seed + 1, scale=0.6)
     return Case(label, (h, w_qk, slopes), hint=hint)
@@ -129,10 +136,12 @@ register(Exercise(
     title="one layer's attention probabilities with ALiBi",
     reference=reference_attention_probabilities,
     cases=lambda: [
-        _attention_case("B=1, T=5, C=8, 2 heads, slopes [0.5, 0.125]", 1, 5, 8, torch.tensor([0.5, 0.125]), seed=1,
+        _attention_case("B=1, T=5, C=8, 2 heads, slopes [0.5, 0.125]", 1, 5, 8,
+                        torch.tensor([0.5, 0.125]), seed=1,
                         hint="q, k = (h @ w_qk.T).split(C, -1); split into heads (B, H, T, d); "
                              "softmax(q @ k^T / sqrt(d) + bias, dim=-1)"),
-        _attention_case("B=2, T=6, C=12, 3 heads (slopes of the authors' algorithm)", 2, 6, 12, alibi_slopes(3), seed=3),
+        _attention_case("B=2, T=6, C=12, 3 heads (slopes of the authors' algorithm)", 2, 6, 12,
+                        alibi_slopes(3), seed=3),
         _attention_case("one token: it can only attend to itself", 1, 1, 8, alibi_slopes(2), seed=5,
                         hint="a single query has a single key: its probability is 1"),
         _attention_case("B=1, T=8, C=16, 4 heads, steep slopes [1, 0.5, 0.25, 0.125]", 1, 8, 16,
@@ -142,7 +151,8 @@ register(Exercise(
     compare=close_tensor(("batch", "head", "query", "key"), atol=1e-5),
     mistakes=[
         Mistake(lambda h, w, s: _variant(h, w, s, scale="none"),
-                "the scores are not scaled: divide q @ k^T by sqrt(d), d the head size, before adding the bias"),
+                "the scores are not scaled: divide q @ k^T by sqrt(d), d the head size, before adding the "
+                "bias"),
         Mistake(lambda h, w, s: _variant(h, w, s, scale="width"),
                 "the scale is sqrt(C), the model width; it is sqrt(d), the size of one head (C / H)"),
         Mistake(lambda h, w, s: _variant(h, w, s, sign=+1.0),
@@ -167,6 +177,7 @@ register(Exercise(
                 "the softmax runs over the queries; it must run over the keys (dim=-1), so each query's "
                 "row sums to 1"),
         Mistake(lambda h, w, s: _variant(h, w, s, swap=True),
-                "queries and keys are swapped: q is the first C outputs of h @ w_qk.T, and scores[i, j] = q_i · k_j"),
+                "queries and keys are swapped: q is the first C outputs of h @ w_qk.T, and "
+                "scores[i, j] = q_i · k_j"),
     ],
 ))

@@ -65,10 +65,12 @@ register(Exercise(
         Mistake(lambda mix, d: torch.kron(torch.eye(d), mix),
                 "the factors are swapped: I_d ⊗ V mixes channels inside every head; V ⊗ I_d = "
                 "torch.kron(mix, torch.eye(head_dim)) keeps each head-block whole"),
-        Mistake(lambda mix, d: torch.kron(mix.T.contiguous(), torch.eye(d)), "the mix is transposed: block (h, g) is mix[h, g]"),
+        Mistake(lambda mix, d: torch.kron(mix.T.contiguous(), torch.eye(d)),
+                "the mix is transposed: block (h, g) is mix[h, g]"),
         Mistake(lambda mix, d: mix.repeat_interleave(d, 0).repeat_interleave(d, 1),
                 "each entry became a full d x d block of that number (a Kronecker product with a matrix of "
-                "ones); V ⊗ I_d puts mix[h, g] only on the block's diagonal: torch.kron(mix, torch.eye(head_dim))"),
+                "ones); V ⊗ I_d puts mix[h, g] only on the block's diagonal: "
+                "torch.kron(mix, torch.eye(head_dim))"),
     ],
 ))
 
@@ -82,7 +84,8 @@ register(Exercise(
     cases=lambda: [
         Case("x of shape (1, 2, 3, 4), mix = [[0, 1], [1, 0]] (swap the heads)",
              (_randn(1, 2, 3, 4, seed=3), torch.tensor([[0.0, 1.0], [1.0, 0.0]]))),
-        Case("x of shape (2, 3, 4, 2), a random 3 x 3 mix", (_randn(2, 3, 4, 2, seed=4), _randn(3, 3, seed=5)),
+        Case("x of shape (2, 3, 4, 2), a random 3 x 3 mix",
+             (_randn(2, 3, 4, 2, seed=4), _randn(3, 3, seed=5)),
              hint="new head h = sum over g of mix[h, g] * x[:, g]: torch.einsum('hg,bgtd->bhtd', mix, x)"),
         Case("x of shape (1, 4, 2, 3), the identity mix", (_randn(1, 4, 2, 3, seed=6), torch.eye(4))),
     ],
@@ -107,10 +110,12 @@ register(Exercise(
     title="values from xt: split into heads, then mix",
     reference=reference_values,
     cases=lambda: [
-        Case("xt of shape (1, 3, 6), 2 heads, a random mix", (_randn(1, 3, 6, seed=7), _randn(2, 2, seed=8), 2)),
+        Case("xt of shape (1, 3, 6), 2 heads, a random mix",
+             (_randn(1, 3, 6, seed=7), _randn(2, 2, seed=8), 2)),
         Case("xt of shape (2, 5, 8), 4 heads, the identity mix", (_randn(2, 5, 8, seed=9), torch.eye(4), 4),
              hint="with the identity mix the values are just xt split into heads: shape (B, H, T, d)"),
-        Case("xt of shape (1, 1, 6), 3 heads, a random mix", (_randn(1, 1, 6, seed=10), _randn(3, 3, seed=11), 3)),
+        Case("xt of shape (1, 1, 6), 3 heads, a random mix",
+             (_randn(1, 1, 6, seed=10), _randn(3, 3, seed=11), 3)),
     ],
     compare=close_tensor(HEAD_DIMS, atol=1e-5),
     mistakes=[
@@ -145,9 +150,11 @@ register(Exercise(
     title="reading a vector through the embedding matrix",
     reference=reference_nearest_tokens,
     cases=lambda: [
-        Case("x is the embeddings of tokens 2, 0, 4", (_randn(7, 8, seed=13)[[2, 0, 4]], _randn(7, 8, seed=13))),
+        Case("x is the embeddings of tokens 2, 0, 4",
+             (_randn(7, 8, seed=13)[[2, 0, 4]], _randn(7, 8, seed=13))),
         Case("x is the embeddings of tokens 1 and 3 scaled by 5 and 0.1",
-             (torch.stack([5 * _randn(5, 6, seed=14)[1], 0.1 * _randn(5, 6, seed=14)[3]]), _randn(5, 6, seed=14)),
+             (torch.stack([5 * _randn(5, 6, seed=14)[1], 0.1 * _randn(5, 6, seed=14)[3]]),
+              _randn(5, 6, seed=14)),
              hint="cosine similarity ignores length: normalise both x and the embedding rows"),
         Case("one embedding is ten times longer than the others", _nearest_case_with_big_norm(),
              hint="a plain dot product favours long embeddings; cosine similarity does not"),

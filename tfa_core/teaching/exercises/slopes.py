@@ -40,7 +40,8 @@ register(Exercise(
     compare=close_tensor(("head",), atol=1e-7, rtol=1e-5, accept_lists=True),
     mistakes=[
         Mistake(_closed_form, "that is the closed form 2^(-8(h+1)/n), right only when n is a power of "
-                "two; for other n take the power-of-two slopes, then every other slope of twice as many heads"),
+                "two; for other n take the power-of-two slopes, then every other slope of twice as many "
+                "heads"),
         Mistake(lambda n: alibi_slopes(n).sort(descending=True).values,
                 "right numbers, wrong order: the extra slopes go after the first p, unsorted"),
         Mistake(lambda n: torch.tensor([2.0 ** (-8 * h / n) for h in range(n)]),
@@ -114,8 +115,8 @@ register(Exercise(
                 "exp(-m d) = 1/2, so d = ln(2) / m"),
         Mistake(lambda slopes: 0.5 / slopes, "the weight is exp(-m d); solve exp(-m d) = 1/2 for d"),
         Mistake(lambda slopes: math.log(2) * slopes,
-                "you multiplied by the slope: exp(-m d) = 1/2 gives m d = ln 2, so d = ln(2) / m, a division; "
-                "a steeper head (larger m) halves sooner, so its distance must be shorter"),
+                "you multiplied by the slope: exp(-m d) = 1/2 gives m d = ln 2, so d = ln(2) / m, a "
+                "division; a steeper head (larger m) halves sooner, so its distance must be shorter"),
     ],
 ))
 
@@ -129,7 +130,8 @@ register(Exercise(
     reference=alibi_bias,
     cases=lambda: [
         Case("slopes = [0.5], one new query over t_k = 5 keys", (torch.tensor([0.5]), 1, 5),
-             hint="the query is the newest token, at position 4: it sees all five keys, the newest with bias 0"),
+             hint="the query is the newest token, at position 4: it sees all five keys, the newest with "
+                  "bias 0"),
         Case("slopes for 4 heads, t_q = 2 queries over t_k = 6 keys", (alibi_slopes(4), 2, 6),
              hint="query i sits at position t_k - t_q + i"),
         Case("slopes for 3 heads, t_q = t_k = 4 (no cache: the square bias)", (alibi_slopes(3), 4, 4)),

@@ -142,7 +142,8 @@ def from_plain(data: Any) -> Any:
         return _from_plain(data, 0)
     except ValueError:
         raise
-    except (TypeError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError, MemoryError) as error:
+    except (TypeError, KeyError, IndexError, RuntimeError, OverflowError, RecursionError,
+            MemoryError) as error:
         raise ValueError(f"not a value the transport wrote ({type(error).__name__})") from None
 
 
