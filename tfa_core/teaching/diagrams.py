@@ -72,8 +72,8 @@ def factored_block_diagram(ax=None, use_v: bool = False):
     ax.add_patch(FancyBboxPatch((0.75, block_bottom), 9.3, block_top - block_bottom,
                                 boxstyle="round,pad=0.02,rounding_size=0.2", linewidth=1.0, linestyle="--",
                                 edgecolor="#999999", facecolor="#f7f7f7", zorder=0))
-    ax.text(XT + 0.25, block_bottom + 0.1, "one block, repeated L times", ha="left", va="bottom", fontsize=7.5,
-            color="#666666")
+    ax.text(XT + 0.25, block_bottom + 0.1, "one block, repeated L times", ha="left", va="bottom",
+            fontsize=7.5, color="#666666")
     ax.text(XT, 11.95, "xt  token-like", ha="center", va="bottom", fontsize=9, color=XT_COLOUR, weight="bold",
             zorder=5, bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
     ax.text(XE, 11.95, "xe  embedding-like", ha="center", va="bottom", fontsize=9, color=XE_COLOUR,
@@ -99,7 +99,8 @@ def factored_block_diagram(ax=None, use_v: bool = False):
     ax.text(XT + 0.1, 7.45, values, ha="left", va="bottom", fontsize=7.5, color=XT_COLOUR)
     _plus(ax, XT, 6.55, colour=XT_COLOUR)
     _arrow(ax, (MID + 0.7, 7.07), (XT + 0.2, 6.6), colour=XT_COLOUR, connection="arc3,rad=-0.15")
-    ax.text(MID + 0.7, 6.55, "xt = xt + attention: a weighted sum of\nhead-blocks of context token embeddings",
+    ax.text(MID + 0.7, 6.55, "xt = xt + attention: a weighted sum of\n"
+            "head-blocks of context token embeddings",
             ha="left", va="center", fontsize=7.5, color=XT_COLOUR)
 
     # MLP: reads the updated xt plus xe, writes xe

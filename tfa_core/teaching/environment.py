@@ -77,8 +77,8 @@ def device_override() -> str | None:
 
     if value.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"{DEVICE_ENV}={raw!r} asks for CUDA, but this torch sees no GPU; set {DEVICE_ENV}=cpu "
-                             "or unset it")
+            raise ValueError(f"{DEVICE_ENV}={raw!r} asks for CUDA, but this torch sees no GPU; "
+                             f"set {DEVICE_ENV}=cpu or unset it")
         index = int(value.split(":")[1]) if ":" in value else 0
         if index >= torch.cuda.device_count():
             raise ValueError(f"{DEVICE_ENV}={raw!r}: this process sees {torch.cuda.device_count()} GPU(s) "
@@ -86,8 +86,8 @@ def device_override() -> str | None:
     if value == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError(f"{DEVICE_ENV}=mps asks for Apple's GPU, which this machine or torch does not offer; "
-                             f"set {DEVICE_ENV}=cpu or unset it")
+            raise ValueError(f"{DEVICE_ENV}=mps asks for Apple's GPU, which this machine or torch does not "
+                             f"offer; set {DEVICE_ENV}=cpu or unset it")
     return value
 
 
@@ -109,12 +109,13 @@ def environment_report(device: str | None = None) -> str:
         where = f"cpu ({os.cpu_count()} cores)"
     if device_override() is not None:
         where += f", forced by {DEVICE_ENV}"
+    quick = f"on ({QUICK_ENV}=1): small sizes, few steps" if quick_mode() else "off: the full lesson"
     lines = [
         f"python    {sys.version.split()[0]}",
         f"torch     {torch.__version__}",
         f"tfa_core  {__version__}",
         f"machine   {platform.system()} {platform.machine()}",
         f"device    {where}",
-        f"quick     {'on (' + QUICK_ENV + '=1): small sizes, few steps' if quick_mode() else 'off: the full lesson'}",
+        f"quick     {quick}",
     ]
     return "\n".join(lines)

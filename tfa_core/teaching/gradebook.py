@@ -140,12 +140,14 @@ def _unpack(archive: Path, into: Path, notes: list[str]) -> list[tuple[Path, tup
     try:
         with zipfile.ZipFile(archive) as package:
             for index, member in enumerate(package.infolist()):
-                parts = tuple(p for p in PurePosixPath(member.filename.replace("\\", "/")).parts if p not in ("", ".", ".."))
+                parts = tuple(p for p in PurePosixPath(member.filename.replace("\\", "/")).parts
+                              if p not in ("", ".", ".."))
                 if (member.is_dir() or not parts or not parts[-1].endswith(".ipynb") or "__MACOSX" in parts
                         or ".ipynb_checkpoints" in parts or parts[-1].startswith("._")):
                     continue
                 if member.file_size > MAX_MEMBER_BYTES or spent + member.file_size > MAX_ZIP_BYTES:
-                    notes.append(f"{archive}:{member.filename}: skipped, too large ({member.file_size:,} bytes)")
+                    notes.append(f"{archive}:{member.filename}: skipped, too large "
+                                 f"({member.file_size:,} bytes)")
                     continue
                 spent += member.file_size
                 target = into / f"{index:05d}" / parts[-1]
@@ -200,14 +202,17 @@ def collect(paths, workdir: str | os.PathLike, notes: list[str] | None = None) -
         submission = Submission(path=file, shown=shown, **info)
         try:
             name = None if submission.original == file.name else submission.original
-            submission.number, _ = read_exercise_cells(file) if name is None else read_exercise_cells(file, name)
+            submission.number, _ = (read_exercise_cells(file) if name is None
+                                    else read_exercise_cells(file, name))
         except Exception as error:  # noqa: BLE001 -- one odd file must not stop the class's gradebook
-            submission.problem = str(error) if isinstance(error, ValueError) else f"the grader failed on it: {error!r}"
+            submission.problem = (str(error) if isinstance(error, ValueError)
+                                  else f"the grader failed on it: {error!r}")
             digits = re.match(r"(\d\d)", submission.original)
             submission.number = digits.group(1) if digits else None
         if submission.number is None and not submission.problem:
             submission.problem = ("cannot tell which course notebook this is: neither its metadata "
-                                  "(tfa_course.notebook), nor its file name (01_...), nor its exercise cells say")
+                                  "(tfa_course.notebook), nor its file name (01_...), nor its exercise "
+                                  "cells say")
         submissions.append(submission)
     return submissions
 
@@ -231,8 +236,10 @@ def read_roster(path: str | os.PathLike) -> list[Student]:
         reader = csv.DictReader(handle)
         columns = {(name or "").strip().casefold(): name for name in reader.fieldnames or []}
         if "id" not in columns:
-            raise ValueError(f"the roster {path} needs a column called id (found: {', '.join(reader.fieldnames or [])}); "
-                             "add one holding what your LMS matches grades on (a username, an email, an SIS id)")
+            raise ValueError(f"the roster {path} needs a column called id "
+                             f"(found: {', '.join(reader.fieldnames or [])}); "
+                             "add one holding what your LMS matches grades on (a username, an email, "
+                             "an SIS id)")
         students, seen = [], set()
         for line, row in enumerate(reader, start=2):
             student_id = (row.get(columns["id"]) or "").strip()
@@ -242,11 +249,13 @@ def read_roster(path: str | os.PathLike) -> list[Student]:
                 raise ValueError(f"the roster {path} lists the id {student_id!r} twice (line {line})")
             seen.add(student_id)
             name = (row.get(columns.get("name", ""), "") or "").strip()
-            aliases = [a.strip() for a in (row.get(columns.get("aliases", ""), "") or "").split(";") if a.strip()]
+            aliases = [a.strip() for a in (row.get(columns.get("aliases", ""), "") or "").split(";")
+                       if a.strip()]
             words = name.split()
             keys = {_key(student_id), *map(_key, aliases)}
             if words:
-                keys |= {_key(name), _key(" ".join(words[1:] + words[:1]))}  # "Alice Smith" and Canvas's "smithalice"
+                # "Alice Smith" and Canvas's "smithalice"
+                keys |= {_key(name), _key(" ".join(words[1:] + words[:1]))}
                 if "," in name:  # "Smith, Alice"
                     last, first = name.split(",", 1)
                     keys |= {_key(first + last), _key(last + first)}
@@ -323,7 +332,8 @@ def read_points(path: str | os.PathLike | None, partial: bool = False) -> Points
             elif target in known:
                 points.per_exercise[target] = rule
             else:
-                raise ValueError(f"{path}, line {line}: unknown exercise {target!r}; known: {', '.join(sorted(known))}")
+                raise ValueError(f"{path}, line {line}: unknown exercise {target!r}; "
+                                 f"known: {', '.join(sorted(known))}")
     return points
 
 
@@ -350,7 +360,8 @@ def _fingerprint(source: str) -> str | None:
         return None
     for node in ast.walk(tree):  # docstrings are the stub's, the same for everyone
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and node.body \
-                and isinstance(node.body[0], ast.Expr) and isinstance(getattr(node.body[0], "value", None), ast.Constant):
+                and isinstance(node.body[0], ast.Expr) \
+                and isinstance(getattr(node.body[0], "value", None), ast.Constant):
             node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
@@ -374,7 +385,8 @@ class Row:
         return sum(self.notebooks.values())
 
 
-def assign(submissions: list[Submission], roster: list[Student] | None) -> tuple[dict[str, Row], dict[tuple[str, str], int]]:
+def assign(submissions: list[Submission],
+           roster: list[Student] | None) -> tuple[dict[str, Row], dict[tuple[str, str], int]]:
     """Whose each file is, and which file counts: the rows (roster first), with notes on matching,
     unidentified files and resubmissions, and for each (student id, notebook) the index of the newest file."""
     rows: dict[str, Row] = {}
@@ -403,7 +415,8 @@ def assign(submissions: list[Submission], roster: list[Student] | None) -> tuple
             rows[owner[index]].notes.append(f"{submission.label}: {submission.problem}")
     for (student_id, number), indices in by_student_notebook.items():
         if all(submissions[i].sequence is not None for i in indices):
-            newest = max(indices, key=lambda i: (submissions[i].sequence, submissions[i].mtime, submissions[i].shown))
+            newest = max(indices, key=lambda i: (submissions[i].sequence, submissions[i].mtime,
+                                                 submissions[i].shown))
             how = "the LMS's numbering"
         else:
             newest = max(indices, key=lambda i: (submissions[i].mtime, submissions[i].shown))
@@ -421,14 +434,16 @@ def assign(submissions: list[Submission], roster: list[Student] | None) -> tuple
 
 
 def build_gradebook(submissions: list[Submission], grades: dict[int, list], roster: list[Student] | None,
-                    points: Points, late_penalty: float = 0.0, deadline: float | None = None) -> tuple[list[Row], list[str]]:
+                    points: Points, late_penalty: float = 0.0,
+                    deadline: float | None = None) -> tuple[list[Row], list[str]]:
     """The rows (roster order, then the students not on it) and the columns (exercise ids, in notebook
     order). ``grades[i]`` are the rows :func:`.grading.grade_notebook` gave ``submissions[i]`` (only the
     newest file of each student and notebook is looked at)."""
     from tfa_core.teaching.exercises import get_exercise, list_exercises
 
     rows, chosen = assign(submissions, roster)
-    notebooks = points.notebooks or sorted({s.number for s in submissions if s.number and list_exercises(s.number)})
+    notebooks = points.notebooks or sorted({s.number for s in submissions
+                                            if s.number and list_exercises(s.number)})
     columns = [i for n in notebooks for i in list_exercises(n)]
     possible = {n: sum(points.of(i)[0] for i in list_exercises(n)) for n in notebooks}
 
@@ -440,7 +455,8 @@ def build_gradebook(submissions: list[Submission], grades: dict[int, list], rost
                 source = grade_sources(submissions[index]).get(grade.exercise)
                 fingerprint = _fingerprint(source) if source else None
                 if fingerprint:
-                    answers.setdefault((grade.exercise, fingerprint), {})[student_id] = submissions[index].label
+                    same_answer = answers.setdefault((grade.exercise, fingerprint), {})
+                    same_answer[student_id] = submissions[index].label
 
     for student_id, row in rows.items():
         for number in notebooks:
@@ -493,7 +509,9 @@ def build_gradebook(submissions: list[Submission], grades: dict[int, list], rost
             if late and late_penalty:
                 score *= 1 - late_penalty
             row.notebooks[number] = score
-            row.feedback += ["", f"Notebook {number}: {_number(score)} of {_number(possible[number])} points.", ""]
+            row.feedback += ["",
+                             f"Notebook {number}: {_number(score)} of {_number(possible[number])} points.",
+                             ""]
     return list(rows.values()), columns
 
 
@@ -576,7 +594,8 @@ def run_gradebook(args, progress) -> int:
         try:
             deadline = _datetime.datetime.fromisoformat(args.deadline).timestamp()
         except ValueError:
-            raise ValueError(f"--deadline must be a date and time such as 2025-03-14T23:59, got {args.deadline!r}") from None
+            raise ValueError(f"--deadline must be a date and time such as 2025-03-14T23:59, "
+                             f"got {args.deadline!r}") from None
     if not 0 <= args.late_penalty <= 1:
         raise ValueError(f"--late-penalty must be a fraction from 0 to 1, got {args.late_penalty}")
     notes: list[str] = []
@@ -586,7 +605,8 @@ def run_gradebook(args, progress) -> int:
             print(f"note: {printable(note)}", file=sys.stderr)
         wanted = set(points.notebooks or [s.number for s in submissions if s.number])
         _, chosen = assign(submissions, roster)  # grade only the file that counts: the newest
-        todo = [i for i in sorted(chosen.values()) if submissions[i].number in wanted and not submissions[i].problem]
+        todo = [i for i in sorted(chosen.values())
+                if submissions[i].number in wanted and not submissions[i].problem]
         grades: dict[int, list] = {}
         total = len(todo)
 

@@ -104,7 +104,8 @@ def _notebook_number(value) -> str:
                      "course notebook's number, such as \"03\"")
 
 
-def read_exercise_cells(path: str | os.PathLike, name: str | None = None) -> tuple[str | None, dict[str, str]]:
+def read_exercise_cells(path: str | os.PathLike,
+                        name: str | None = None) -> tuple[str | None, dict[str, str]]:
     """The notebook's number (``"03"``) and, for each exercise, the source of the cell that holds its answer.
 
     The answer's cell is the last cell, from the cell tagged ``exercise:<id>`` up to the next exercise
@@ -213,9 +214,11 @@ def _serve(request: dict, sources: dict, state: dict) -> dict:
 
     if request.get("do") == "cell":
         return _run_cell(request["id"], sources[request["id"]], state)
-    if request.get("do") == "case" and state.get("exercise") is not None and state["exercise"].id == request["id"]:
+    if (request.get("do") == "case" and state.get("exercise") is not None
+            and state["exercise"].id == request["id"]):
         number = request["number"]
-        return dict(attempt=run_case(state["exercise"], state["function"], state["cases"][number - 1], number))
+        return dict(attempt=run_case(state["exercise"], state["function"], state["cases"][number - 1],
+                                     number))
     return dict(failure=f"the worker did not understand the request {request.get('do')!r}")
 
 
@@ -391,23 +394,28 @@ def _grade_exercise(worker: _Worker, exercise_id: str, source: str, timeout: flo
     if cell in (SYNTAX_ERROR, "error", MISSING):
         return dict(status=cell, message=_short(reply.get("message")), flag=source_flag)
     if cell == "not callable":
-        return _outcome(not_callable(exercise, _short(reply.get("shown"), 300), _short(reply.get("kind"), 100)),
+        return _outcome(not_callable(exercise, _short(reply.get("shown"), 300),
+                                     _short(reply.get("kind"), 100)),
                         source_flag)
     if cell != "ok":
-        return dict(status=ERROR, message=_short(reply.get("failure") or "the worker sent no answer the grader "
-                                                 "could read"), flag=source_flag)
+        return dict(status=ERROR,
+                    message=_short(reply.get("failure") or "the worker sent no answer the grader "
+                                   "could read"),
+                    flag=source_flag)
     try:
         judge = Judge(exercise)
     except Exception as error:  # a bug on our side
-        return _outcome(CheckResult(exercise.id, ERROR, f"the check itself failed to build its inputs: {error!r}"),
+        return _outcome(CheckResult(exercise.id, ERROR,
+                                    f"the check itself failed to build its inputs: {error!r}"),
                         source_flag)
     for number in range(1, judge.total + 1):
         worker.progress = (number - 1, judge.total)
         reply = worker.ask(timeout - worker.spent, do="case", id=exercise_id, number=number)
         if "attempt" not in reply:  # the worker failed: only ever a failure, whatever the reply claims
-            return dict(status=ERROR, message=_short(f"case {number} of {judge.total} could not be run: "
-                                                     f"{reply.get('failure') or 'no answer'}"), flag=source_flag,
-                        passed=number - 1, total=judge.total)
+            return dict(status=ERROR,
+                        message=_short(f"case {number} of {judge.total} could not be run: "
+                                       f"{reply.get('failure') or 'no answer'}"),
+                        flag=source_flag, passed=number - 1, total=judge.total)
         failure = judge.judge(number, reply["attempt"])
         if failure is not None:
             return _outcome(failure, source_flag)
@@ -435,14 +443,16 @@ def _run_jobs(jobs: list[dict], timeout: float) -> dict[str, dict]:
                     outcomes[job["id"]] = _grade_exercise(worker, job["id"], job["source"], timeout)
                 except _TimedOut:
                     passed, total = getattr(worker, "progress", (0, 0))
-                    outcomes[job["id"]] = dict(status=TIMEOUT, message=f"still running after {timeout:g} s "
-                                               "(an endless loop?); stopped" + (f" at case {passed + 1} of {total}"
-                                               if total else ""), flag=_reaches(job["source"]),
-                                               passed=passed, total=total)
+                    outcomes[job["id"]] = dict(status=TIMEOUT,
+                                               message=f"still running after {timeout:g} s "
+                                               "(an endless loop?); stopped"
+                                               + (f" at case {passed + 1} of {total}" if total else ""),
+                                               flag=_reaches(job["source"]), passed=passed, total=total)
                     break  # a fresh worker for the rest
                 except _Died:
                     passed, total = getattr(worker, "progress", (0, 0))
-                    outcomes[job["id"]] = dict(status=CRASHED, passed=passed, total=total, message="the Python process running this "
+                    outcomes[job["id"]] = dict(status=CRASHED, passed=passed, total=total,
+                                               message="the Python process running this "
                                                "exercise died (os._exit, a crash, or out of memory)",
                                                flag=_reaches(job["source"]))
                     break
@@ -467,12 +477,14 @@ def _grade_notebook(path, timeout: float, original: str | None = None) -> list[G
 
     name = str(path)
     try:
-        number, sources = read_exercise_cells(path) if original is None else read_exercise_cells(path, original)
+        number, sources = (read_exercise_cells(path) if original is None
+                           else read_exercise_cells(path, original))
     except ValueError as error:
         return [Grade(name, "-", UNREADABLE, _short(str(error)))]
     if number is None:
         return [Grade(name, "-", UNREADABLE, "cannot tell which course notebook this is: neither its "
-                      "metadata (tfa_course.notebook), nor its file name (01_...), nor its exercise cells say")]
+                      "metadata (tfa_course.notebook), nor its file name (01_...), nor its exercise "
+                      "cells say")]
     registered = list_exercises(number)
     exercise_ids = [i for i in sources if i in registered] + [i for i in registered if i not in sources]
     jobs = [dict(id=i, source=sources[i]) for i in exercise_ids if i in sources]
@@ -482,7 +494,8 @@ def _grade_notebook(path, timeout: float, original: str | None = None) -> list[G
         if exercise_id in outcomes:
             outcome = outcomes[exercise_id]
             rows.append(Grade(name, exercise_id, outcome["status"], _short(outcome["message"]),
-                              _short(outcome.get("flag", "")), outcome.get("passed", 0), outcome.get("total", 0)))
+                              _short(outcome.get("flag", "")), outcome.get("passed", 0),
+                              outcome.get("total", 0)))
         else:
             rows.append(Grade(name, exercise_id, MISSING, f"no cell tagged {EXERCISE_TAG}{exercise_id} "
                               "(was the exercise cell deleted?)"))
@@ -558,7 +571,8 @@ def format_table(grades: list[Grade]) -> str:
     message starts with ``[flagged: ...]``."""
     header = Grade("notebook", "exercise", "status", "message")
     shown = [[printable(g.notebook), printable(g.exercise), printable(g.status),
-              printable(f"[flagged: {g.flag}] {g.message}" if g.flag else g.message)] for g in [header, *grades]]
+              printable(f"[flagged: {g.flag}] {g.message}" if g.flag else g.message)]
+             for g in [header, *grades]]
     widths = [max(len(row[i]) for row in shown) for i in range(3)]
     lines = []
     for i, row in enumerate(shown):
@@ -597,13 +611,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "(see tfa_core/teaching/gradebook.py)")
     book.add_argument("--gradebook", metavar="FOLDER",
                       help="write FOLDER/grades.csv, FOLDER/feedback/<student>.md and FOLDER/rows.json")
-    book.add_argument("--roster", metavar="CSV", help="the class list: a column id, optionally name and aliases; "
+    book.add_argument("--roster", metavar="CSV",
+                      help="the class list: a column id, optionally name and aliases; "
                       "everyone on it gets a row, handed in or not")
     book.add_argument("--points", metavar="CSV", help="columns exercise (an id, a notebook such as 03, or *) "
                       "and points, optionally partial (yes/no); its notebooks are the gradebook's")
     book.add_argument("--partial-credit", action="store_true",
                       help="an exercise that is not correct earns points x cases passed / cases")
-    book.add_argument("--deadline", metavar="WHEN", help="files modified after this (2025-03-14T23:59) are late")
+    book.add_argument("--deadline", metavar="WHEN",
+                      help="files modified after this (2025-03-14T23:59) are late")
     book.add_argument("--late-penalty", type=float, default=0.0, metavar="FRACTION",
                       help="taken off a late notebook's score (default 0: late is noted only)")
 

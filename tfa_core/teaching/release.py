@@ -44,7 +44,8 @@ def _tracked(root: Path) -> list[str]:
     try:
         done = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True)
     except (OSError, subprocess.CalledProcessError) as error:
-        raise ValueError(f"{root} is not a git checkout (git ls-files failed: {error}); release from a clone") from None
+        raise ValueError(f"{root} is not a git checkout (git ls-files failed: {error}); "
+                         "release from a clone") from None
     return [name for name in done.stdout.decode("utf-8").split("\0") if name and (root / name).is_file()]
 
 
@@ -89,7 +90,8 @@ def _record_answers() -> dict:
         for number, case in enumerate(judge.cases, 1):
             value = judge._call(exercise.reference, case, number)
             plain = json.loads(json.dumps(to_plain(value)))
-            if exercise.differs(value, from_plain(plain)) is not None:  # too large to carry, or not plain data
+            # too large to carry, or not plain data
+            if exercise.differs(value, from_plain(plain)) is not None:
                 raise ValueError(f"{exercise_id}, case {number}: the answer cannot be recorded as data")
             answers.append([case.label, plain])
         recorded[exercise_id] = answers
@@ -121,7 +123,8 @@ def build_release(out, students: bool, root: Path = ROOT) -> list[str]:
             module.write_text(text, encoding="utf-8")
             if kept:
                 notes.append(f"{module.name}: kept {', '.join(kept)} (a mistake or case uses it)")
-        notes.append(f"recorded the answers of {len(recorded)} exercises in {EXERCISES / 'recorded_answers.json'}")
+        notes.append(f"recorded the answers of {len(recorded)} exercises in "
+                     f"{EXERCISES / 'recorded_answers.json'}")
     (out / "RELEASE.md").write_text(_release_note(students), encoding="utf-8")
     return notes
 
@@ -129,9 +132,10 @@ def build_release(out, students: bool, root: Path = ROOT) -> list[str]:
 def _release_note(students: bool) -> str:
     if students:
         return ("# Student copy\n\nThis copy of the course has no reference solutions: exercises are checked "
-                "against answers recorded when it was made (`tfa_core/teaching/exercises/recorded_answers.json`). "
-                "Set up with `docs/SETUP.md`; the tests run with `TFA_QUICK=1 python -m pytest` (those that need "
-                "the solutions are skipped). Check your own notebook as the grader will: "
+                "against answers recorded when it was made "
+                "(`tfa_core/teaching/exercises/recorded_answers.json`). "
+                "Set up with `docs/SETUP.md`; the tests run with `TFA_QUICK=1 python -m pytest` "
+                "(those that need the solutions are skipped). Check your own notebook as the grader will: "
                 "`tfa grade course/03_alibi.ipynb`.\n")
     return ("# Instructor copy\n\nThe course with its reference solutions (`solutions/`); adding exercises: "
             "`docs/AUTHORING.md`. Make the students' copy with `tfa release --students OUT`; grade with "
@@ -159,7 +163,8 @@ def add_release_command(commands) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfa_core.teaching.release", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tfa_core.teaching.release",
+                                     description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     add_release_command(commands)
     args = parser.parse_args(["release", *(argv if argv is not None else __import__("sys").argv[1:])])
