@@ -60,7 +60,8 @@ def main():
         wanted = {n.zfill(2) for n in args.notebooks}
         unknown = wanted - {p.name[:2] for p in paths}
         if unknown:
-            parser.error(f"no notebook numbered {sorted(unknown)}; the course has {[p.name[:2] for p in paths]}")
+            parser.error(f"no notebook numbered {sorted(unknown)}; "
+                         f"the course has {[p.name[:2] for p in paths]}")
         paths = [p for p in paths if p.name[:2] in wanted]
     modes = {"quick": [True], "full": [False], "both": [True, False]}[args.mode]
 
