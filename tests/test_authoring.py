@@ -21,13 +21,15 @@ GUIDE = ROOT / "docs" / "AUTHORING.md"
 
 
 def example_file(tmp_path):
-    (code,) = [block for block in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S) if "register(" in block]
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+               if "register(" in block]
     path = tmp_path / "alibi_extras.py"
     path.write_text(code)
     return path
 
 
-@pytest.mark.skipif(not GUIDE.is_file(), reason="the authoring guide is for instructors; a student copy has none")
+@pytest.mark.skipif(not GUIDE.is_file(),
+                    reason="the authoring guide is for instructors; a student copy has none")
 def test_the_worked_example_checks_and_grades(tmp_path):
     exercises = example_file(tmp_path)
     script = textwrap.dedent('''
@@ -39,7 +41,8 @@ def test_the_worked_example_checks_and_grades(tmp_path):
         print(wrong.status, "|", wrong.hint)
     ''')
     env = dict(__import__("os").environ, TFA_EXERCISES=str(exercises))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["correct", "correct",
                                         "incorrect | off by one: query i sees keys 0..i, that is i + 1 keys"]
@@ -47,16 +50,18 @@ def test_the_worked_example_checks_and_grades(tmp_path):
     cells = [
         {"cell_type": "code", "metadata": {"tags": ["exercise", "exercise:10.attended_keys"]}, "outputs": [],
          "execution_count": None, "source": "def attended_keys(T):\n    raise NotImplementedError\n"},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,  # the answer, below the stub
+        # the answer, below the stub
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
          "source": "def attended_keys(T):\n    return torch.arange(T) + 1\n"},
         {"cell_type": "code", "metadata": {"tags": ["check", "check:10.attended_keys"]}, "outputs": [],
          "execution_count": None, "source": 'check("10.attended_keys", attended_keys)'},
     ]
     notebook = tmp_path / "10_alibi_extras.ipynb"
-    notebook.write_text(json.dumps({"cells": cells, "metadata": {"tfa_course": {"notebook": "10"}}, "nbformat": 4,
-                                    "nbformat_minor": 5}))
+    notebook.write_text(json.dumps({"cells": cells, "metadata": {"tfa_course": {"notebook": "10"}},
+                                    "nbformat": 4, "nbformat_minor": 5}))
     done = subprocess.run([sys.executable, "-m", "tfa_core.teaching.grading", str(notebook), "--exercises",
-                           str(exercises), "--strict", "--quiet"], capture_output=True, text=True, timeout=300)
+                           str(exercises), "--strict", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "10.attended_keys  correct" in done.stdout
 
@@ -64,8 +69,8 @@ def test_the_worked_example_checks_and_grades(tmp_path):
 def test_an_integer_answer_needs_no_comparison_and_close_tensor_is_exact_for_one():
     from tfa_core.teaching.exercises.comparing import close_tensor
 
-    exercise = Exercise(id="98.counts", function="counts", title="counts", reference=lambda n: torch.arange(n),
-                        cases=lambda: [Case("n = 3", (3,))])
+    exercise = Exercise(id="98.counts", function="counts", title="counts",
+                        reference=lambda n: torch.arange(n), cases=lambda: [Case("n = 3", (3,))])
     judge = Judge(exercise)
 
     def verdict(answer):

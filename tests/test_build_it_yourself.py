@@ -13,7 +13,8 @@ import torch
 
 from tfa_core.model.registry import get_model
 from tfa_core.teaching.exercises import CORRECT, ERROR, INCORRECT, check, get_exercise, list_exercises
-from tfa_core.teaching.exercises.kv_decoding import CallNotAllowed, _decode_variant, arm, decoding_model, disarm
+from tfa_core.teaching.exercises.kv_decoding import (CallNotAllowed, _decode_variant, arm, decoding_model,
+                                                     disarm)
 from tfa_core.teaching.exercises.training_loop import (loop_batches, loop_config, loop_model,
                                                         reference_train_steps)
 from tfa_core.teaching.exercises.whole_model import (SketchModel, reference_whole_model, whole_model_config,

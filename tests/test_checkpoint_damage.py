@@ -43,7 +43,8 @@ def write_run(run, tokenizer, steps=(1,), n_embd=32, seed=0):
     extra = {"data": {"source": "x", "strip_markdown": True, "tokenizer": "character", "val_fraction": 0.1},
              "training": {"max_steps": 10}}
     for step in steps:
-        path = save_checkpoint(run, model, step, optimizer=optimizer, tokenizer=tokenizer, extra=extra, keep=10)
+        path = save_checkpoint(run, model, step, optimizer=optimizer, tokenizer=tokenizer, extra=extra,
+                               keep=10)
     (run / "history.jsonl").write_text("".join(json.dumps({"kind": "train", "step": s, "loss": 3.0}) + "\n"
                                                for s in steps))
     return path
@@ -342,7 +343,8 @@ def test_old_format_without_checksums_still_loads(tokenizer, tmp_path):
     (path / "SHA256SUMS").unlink()
     edit_state(path, lambda s: {**s, "format_version": 1,
                                 "config": {**s["config"], "weight_decay": 0.01, "top_k": 50}})
-    with pytest.warns(UserWarning, match=r"state.json: ignored config field\(s\) \['top_k', 'weight_decay'\]"):
+    with pytest.warns(UserWarning,
+                      match=r"state.json: ignored config field\(s\) \['top_k', 'weight_decay'\]"):
         saved = load_checkpoint(run)
     assert saved.step == 1 and saved.config.n_embd == 32
 

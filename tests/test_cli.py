@@ -20,8 +20,9 @@ def corpus(tmp_path):
 
 def tiny_run_args(corpus, out, batch_size=4, steps=3, eval_interval=None):
     return ["train", "--data", str(corpus), "--n-layer", "2", "--n-embd", "32", "--block-size", "32",
-            "--batch-size", str(batch_size), "--steps", str(steps), "--eval-interval", str(eval_interval or steps),
-            "--eval-batches", "1", "--dropout", "0", "--warmup-steps", "1", "--no-progress", "--out", str(out)]
+            "--batch-size", str(batch_size), "--steps", str(steps),
+            "--eval-interval", str(eval_interval or steps), "--eval-batches", "1", "--dropout", "0",
+            "--warmup-steps", "1", "--no-progress", "--out", str(out)]
 
 
 def test_train_info_generate_evaluate(corpus, tmp_path, capsys):

@@ -31,7 +31,8 @@ def train_args(data, out, steps=2, eval_interval=2, *more):
 def place(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     (root / "corpus.txt").write_text(TEXT)
-    (root / "short.txt").write_text(TEXT[:300])  # the validation split (30 characters) is shorter than a window
+    # the validation split (30 characters) is shorter than a window
+    (root / "short.txt").write_text(TEXT[:300])
     (root / "a-file").write_text("not a folder")
     assert main(train_args(root / "corpus.txt", root / "run")) == 0
     return root
@@ -48,64 +49,86 @@ NO_MPS = not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_ava
 # (id, argv with {data} {run} {new} {short} {file} placeholders, words expected in the one line)
 CASES = [
     # group 3: --model
-    ("3-model-unknown", ["train", "--model", "NoSuchModel", "--out", "{new}"], "unknown model 'NoSuchModel'; choose one of"),
+    ("3-model-unknown", ["train", "--model", "NoSuchModel", "--out", "{new}"],
+     "unknown model 'NoSuchModel'; choose one of"),
     # group 4: non-finite and meaningless values
-    ("4-weight-decay-nan", ["train", "--weight-decay", "nan", "--out", "{new}"], "--weight-decay: must be a finite number"),
-    ("4-grad-clip-nan", ["train", "--grad-clip", "nan", "--out", "{new}"], "--grad-clip: must be a finite number"),
+    ("4-weight-decay-nan", ["train", "--weight-decay", "nan", "--out", "{new}"],
+     "--weight-decay: must be a finite number"),
+    ("4-grad-clip-nan", ["train", "--grad-clip", "nan", "--out", "{new}"],
+     "--grad-clip: must be a finite number"),
     ("4-steps-0", ["train", "--steps", "0", "--out", "{new}"], "--steps: must be 1 or more, got 0"),
-    ("4-epochs-0", ["train", "--epochs", "0", "--out", "{new}"], "--epochs/--num_epochs/--num-epochs: must be more than 0"),
+    ("4-epochs-0", ["train", "--epochs", "0", "--out", "{new}"],
+     "--epochs/--num_epochs/--num-epochs: must be more than 0"),
     ("4-epochs-negative", ["train", "--epochs", "-1", "--out", "{new}"], "must be more than 0, got -1"),
     ("4-epochs-inf", ["train", "--epochs", "inf", "--out", "{new}"], "must be a finite number, got inf"),
     ("4-out-empty", ["train", "--out", ""], "--out/--output: needs a folder name"),
     ("4-out-a-file", ["train", "--out", "{file}"], "is a file, not a folder"),
     ("4-out-under-a-file", ["train", "--out", "{file}/run"], "cannot be created"),
-    ("4-generate-temperature-nan", ["generate", "{run}", "--temperature", "nan"], "--temperature: must be a finite number"),
-    ("4-evaluate-batch-size-negative", ["evaluate", "{run}", "--batch-size", "-1"], "--batch-size: must be 1 or more"),
+    ("4-generate-temperature-nan", ["generate", "{run}", "--temperature", "nan"],
+     "--temperature: must be a finite number"),
+    ("4-evaluate-batch-size-negative", ["evaluate", "{run}", "--batch-size", "-1"],
+     "--batch-size: must be 1 or more"),
     ("4-device-tpu", ["train", "--device", "tpu", "--out", "{new}"], "device 'tpu' is not a device name"),
-    pytest.param("4-device-mps-absent", ["train", "--device", "mps", "--out", "{new}"], "'mps' is not available",
+    pytest.param("4-device-mps-absent", ["train", "--device", "mps", "--out", "{new}"],
+                 "'mps' is not available",
                  marks=pytest.mark.skipif(not NO_MPS, reason="this machine has MPS")),
     pytest.param("4-device-cuda-absent", ["generate", "{run}", "--device", "cuda"], "'cuda' is not available",
                  marks=pytest.mark.skipif(not NO_CUDA, reason="this machine has CUDA")),
     ("4-n-embd-huge", ["train", "--data", "{data}", "--n-embd", "1000000", "--n-head", "1", "--out", "{new}"],
      "needs at least"),
-    ("4-batch-size-huge", ["train", "--data", "{data}", *TINY[:6], "--batch-size", "1000000000", "--out", "{new}"],
+    ("4-batch-size-huge",
+     ["train", "--data", "{data}", *TINY[:6], "--batch-size", "1000000000", "--out", "{new}"],
      "needs at least"),
     ("4-val-split-shorter-than-a-window", ["train", "--data", "{short}", *TINY, "--out", "{new}"],
      "the validation split of"),
-    ("4-block-size-1", ["train", "--block-size", "1", "--out", "{new}"], "--block-size/--block_size: must be 2 or more"),
-    ("4-flags-with-resume-disagree", ["train", "--data", "{data}", "--resume", "--lr", "0.1", "--out", "{run}"],
+    ("4-block-size-1", ["train", "--block-size", "1", "--out", "{new}"],
+     "--block-size/--block_size: must be 2 or more"),
+    ("4-flags-with-resume-disagree",
+     ["train", "--data", "{data}", "--resume", "--lr", "0.1", "--out", "{run}"],
      "a resumed run keeps its settings, but you gave --lr 0.1 (the run has 0.001)"),
-    ("4-model-with-resume-disagrees", ["train", "--resume", "--model", "Vanilla", "--n-layer", "3", "--out", "{run}"],
+    ("4-model-with-resume-disagrees",
+     ["train", "--resume", "--model", "Vanilla", "--n-layer", "3", "--out", "{run}"],
      "--model Vanilla (the run has FactoredALiBi), --n-layer 3 (the run has 1)"),
-    ("4-epochs-with-resume", ["train", "--resume", "--epochs", "2", "--out", "{run}"], "--epochs (give --steps"),
+    ("4-epochs-with-resume", ["train", "--resume", "--epochs", "2", "--out", "{run}"],
+     "--epochs (give --steps"),
     ("4-resume-a-finished-run", ["train", "--resume", "--out", "{run}"], "already finished its 2 steps"),
     ("4-resume-steps-not-past", ["train", "--resume", "--steps", "2", "--out", "{run}"],
      "--steps 2 is not past the checkpoint's step 2"),
     # a fresh run into a folder that holds one
-    ("2-fresh-run-into-a-run", ["train", "--data", "{data}", "--out", "{run}"], "already holds a run; add --resume"),
+    ("2-fresh-run-into-a-run", ["train", "--data", "{data}", "--out", "{run}"],
+     "already holds a run; add --resume"),
     # group 2: nothing to resume
     ("2-resume-nothing", ["train", "--resume", "--out", "{new}"], "nothing to resume"),
     # more: every other flag
-    ("more-lr-nan", ["train", "--lr", "nan", "--out", "{new}"], "--lr/--learning-rate: must be a finite number"),
+    ("more-lr-nan", ["train", "--lr", "nan", "--out", "{new}"],
+     "--lr/--learning-rate: must be a finite number"),
     ("more-lr-zero", ["train", "--lr", "0", "--out", "{new}"], "must be more than 0"),
-    ("more-min-lr-above-lr", ["train", "--lr", "1e-3", "--min-lr", "1e-2", "--out", "{new}"], "--min-lr 0.01 is above"),
+    ("more-min-lr-above-lr", ["train", "--lr", "1e-3", "--min-lr", "1e-2", "--out", "{new}"],
+     "--min-lr 0.01 is above"),
     ("more-warmup-longer-than-steps", ["train", "--steps", "5", "--warmup-steps", "10", "--out", "{new}"],
      "--warmup-steps 10 is longer than --steps 5"),
-    ("more-steps-and-epochs", ["train", "--steps", "5", "--epochs", "1", "--out", "{new}"], "--steps or --epochs, not both"),
+    ("more-steps-and-epochs", ["train", "--steps", "5", "--epochs", "1", "--out", "{new}"],
+     "--steps or --epochs, not both"),
     ("more-dropout-1", ["train", "--dropout", "1", "--out", "{new}"], "--dropout: must be less than 1"),
-    ("more-val-fraction-1", ["train", "--val-fraction", "1", "--out", "{new}"], "--val-fraction: must be less than 1"),
-    ("more-n-head-not-a-divisor", ["train", "--n-head", "5", "--out", "{new}"], "must be divisible by n_head (5)"),
-    ("more-grad-accum-0", ["train", "--grad-accum", "0", "--out", "{new}"], "--grad-accum: must be 1 or more"),
+    ("more-val-fraction-1", ["train", "--val-fraction", "1", "--out", "{new}"],
+     "--val-fraction: must be less than 1"),
+    ("more-n-head-not-a-divisor", ["train", "--n-head", "5", "--out", "{new}"],
+     "must be divisible by n_head (5)"),
+    ("more-grad-accum-0", ["train", "--grad-accum", "0", "--out", "{new}"],
+     "--grad-accum: must be 1 or more"),
     ("more-seed-negative", ["train", "--seed", "-1", "--out", "{new}"], "--seed: must be 0 or more"),
-    ("more-steps-not-a-number", ["train", "--steps", "ten", "--out", "{new}"], "expected a whole number, got 'ten'"),
+    ("more-steps-not-a-number", ["train", "--steps", "ten", "--out", "{new}"],
+     "expected a whole number, got 'ten'"),
     ("more-data-missing", ["train", "--data", "no/such/file.txt", "--out", "{new}"], "not found"),
     ("more-top-k-0", ["generate", "{run}", "--top-k", "0"], "--top-k: must be 1 or more"),
     ("more-top-p-0", ["generate", "{run}", "--top-p", "0"], "--top-p: must be more than 0"),
     ("more-max-new-tokens-negative", ["generate", "{run}", "--max-new-tokens", "-1"], "must be 0 or more"),
-    ("more-lengths-garbled", ["evaluate", "{run}", "--lengths", "128,abc"], "expected comma-separated whole numbers"),
+    ("more-lengths-garbled", ["evaluate", "{run}", "--lengths", "128,abc"],
+     "expected comma-separated whole numbers"),
     ("more-evaluate-batch-huge", ["evaluate", "{run}", "--batch-size", "1000000000"], "needs at least"),
     ("more-run-missing", ["info", "{new}"], "not found"),
-    ("more-extrapolate-steps-0", ["extrapolate", "--out", "{new}", "--steps", "0"], "--steps: must be 1 or more"),
+    ("more-extrapolate-steps-0", ["extrapolate", "--out", "{new}", "--steps", "0"],
+     "--steps: must be 1 or more"),
     ("more-unknown-flag", ["train", "--out", "{new}", "--bogus"], "unrecognized arguments: --bogus"),
 ]
 
@@ -189,7 +212,8 @@ def test_pruning_keeps_what_this_run_did_not_write(place, capsys):
     assert main(train_args(place / "corpus.txt", out, 6, 1) + ["--resume"]) == 0
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     # the resumed run wrote 3..6 and keeps its newest two; what it found (0, 1, 2) stays
-    assert names == ["latest", "step-00000000", "step-00000001", "step-00000002", "step-00000005", "step-00000006"]
+    assert names == ["latest", "step-00000000", "step-00000001", "step-00000002", "step-00000005",
+                     "step-00000006"]
 
 
 def test_resume_to_a_longer_schedule_is_announced_and_exact(place, capsys):
@@ -205,7 +229,8 @@ def test_resume_to_a_longer_schedule_is_announced_and_exact(place, capsys):
     assert saved.step == 8 and saved.extra["training"]["max_steps"] == 8
     records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     last_lr = [r["lr"] for r in records if r["kind"] == "train" and r["step"] == 8][0]
-    assert math.isclose(last_lr, learning_rate_at(7, new)) and learning_rate_at(7, new) != learning_rate_at(7, old)
+    assert math.isclose(last_lr, learning_rate_at(7, new))
+    assert learning_rate_at(7, new) != learning_rate_at(7, old)
 
 
 def test_leftovers_of_interrupted_saves_are_removed(place):

@@ -72,7 +72,8 @@ def test_presets():
 
 
 def test_unknown_preset_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; known presets are \['small', 'medium', 'large', 'character'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; known presets are "
+                                         r"\['small', 'medium', 'large', 'character'\]"):
         load_alibi_config_preset("huge")
 
 
@@ -85,7 +86,8 @@ class FakeTokenizer:
 
 def test_update_from_tokenizer():
     config = load_alibi_config_preset("character").update_from_tokenizer(FakeTokenizer())
-    assert (config.vocab_size, config.eos_token_id, config.pad_token_id, config.tokenizer_name) == (66, 65, 65, "character")
+    assert ((config.vocab_size, config.eos_token_id, config.pad_token_id, config.tokenizer_name)
+            == (66, 65, 65, "character"))
     with pytest.raises(TypeError, match="create_tokenizer"):
         config.update_from_tokenizer(object())
 
@@ -116,7 +118,8 @@ def test_one_default_per_setting():
     from tfa_core.training.trainer import TRAINING_DEFAULTS
 
     help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    assert f"default {TRAINING_DEFAULTS['weight_decay']}" in help_text and TRAINING_DEFAULTS["weight_decay"] == 0.1
+    assert f"default {TRAINING_DEFAULTS['weight_decay']}" in help_text
+    assert TRAINING_DEFAULTS["weight_decay"] == 0.1
     assert f"default {TRAINING_DEFAULTS['warmup_steps']}" in help_text
 
 
@@ -140,7 +143,8 @@ def test_the_shared_argument_checks(check, args, error, words):
     with pytest.raises(error) as info:
         getattr(config_module, check)(*args)
     assert words in str(info.value)
-    assert config_module.require_int("steps", 3, 1) == 3 and config_module.is_int(3) and not config_module.is_int(True)
+    assert config_module.require_int("steps", 3, 1) == 3
+    assert config_module.is_int(3) and not config_module.is_int(True)
 
 
 def test_copy_validates_and_leaves_the_original_alone():

@@ -103,7 +103,8 @@ def test_log_of_softmax_underflows_on_confident_logits():
 
 
 def test_a_float_loss_is_accepted_and_a_per_token_loss_is_refused():
-    assert check("05.next_token_loss", lambda lg, lb: solutions("05").next_token_loss(lg, lb).item()).status == CORRECT
+    assert check("05.next_token_loss",
+                 lambda lg, lb: solutions("05").next_token_loss(lg, lb).item()).status == CORRECT
 
     def per_token(logits, labels):
         return F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none")
@@ -128,9 +129,11 @@ def test_close_number_in_words():
 def test_the_solution_equals_learning_rate_at_on_every_step_of_a_run():
     lr_schedule = solutions("06").lr_schedule
     for warmup, max_steps in ((10, 100), (0, 30), (1, 2), (50, 50)):
-        config = TrainingConfig(max_steps=max_steps, warmup_steps=warmup, learning_rate=2e-3, min_learning_rate=1e-4)
+        config = TrainingConfig(max_steps=max_steps, warmup_steps=warmup, learning_rate=2e-3,
+                                min_learning_rate=1e-4)
         for step in range(max_steps + 20):
-            assert lr_schedule(step, warmup, max_steps, 2e-3, 1e-4) == pytest.approx(learning_rate_at(step, config), abs=1e-15)
+            expected = pytest.approx(learning_rate_at(step, config), abs=1e-15)
+            assert lr_schedule(step, warmup, max_steps, 2e-3, 1e-4) == expected
 
 
 def test_warmup_from_zero_fails_at_step_zero_with_the_off_by_one_hint():
@@ -164,7 +167,8 @@ def test_a_schedule_that_divides_by_zero_without_warmup_is_an_error_on_the_last_
         return solutions("06").lr_schedule(step, warmup_steps, max_steps, max_lr, min_lr)
 
     result = check("06.lr_schedule", divides)
-    assert result.status == ERROR and "ZeroDivisionError" in result.message and "case 9 of 9" in result.message
+    assert result.status == ERROR
+    assert "ZeroDivisionError" in result.message and "case 9 of 9" in result.message
     assert "warmup_steps = 0" in result.hint
 
 
@@ -220,6 +224,7 @@ def test_the_top_p_cases_keep_what_the_notebook_says():
 
 def test_parameter_count_matches_estimate_for_odd_configs():
     count = solutions("05").parameter_count
-    for options in (dict(), dict(use_v=True), dict(use_proj=True, bias=True), dict(use_v=True, use_proj=True, bias=True)):
+    for options in (dict(), dict(use_v=True), dict(use_proj=True, bias=True),
+                    dict(use_v=True, use_proj=True, bias=True)):
         config = GPTConfigALiBi(n_layer=3, n_head=5, n_embd=40, vocab_size=33, block_size=12, **options)
         assert count(config) == estimate_model_parameters(config, "FactoredALiBi")

@@ -50,7 +50,8 @@ class KnownLosses(nn.Module):
         return torch.log(self.vocab - 1 + torch.exp(w)) - w
 
 
-@pytest.mark.parametrize("n_tokens, length, stride", [(13, 4, 2), (18, 6, 4), (40, 8, 3), (9, 8, 4), (30, 5, 5)])
+@pytest.mark.parametrize("n_tokens, length, stride",
+                         [(13, 4, 2), (18, 6, 4), (40, 8, 3), (9, 8, 4), (30, 5, 5)])
 def test_the_sliding_windows_reference_scores_what_evaluate_length_scores(n_tokens, length, stride):
     model = KnownLosses(n_tokens)
     targets = reference_sliding_windows(n_tokens, length, stride)
@@ -87,7 +88,8 @@ def test_perplexity_of_the_sliding_windows_is_evaluate_lengths():
 def test_the_mean_of_exp_fails_on_the_first_case_with_both_numbers():
     result = check("07.perplexity", lambda losses, targets: losses[targets != -100].exp().mean())
     assert result.status == INCORRECT and result.passed == 0
-    assert "the perplexity is 7.9604, expected 5.07842" in result.message  # mean(e^2, e^1, e^3, e^0.5) against e^1.625
+    # mean(e^2, e^1, e^3, e^0.5) against e^1.625
+    assert "the perplexity is 7.9604, expected 5.07842" in result.message
     assert "exp and mean do not commute" in result.hint
 
 

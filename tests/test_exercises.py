@@ -48,7 +48,8 @@ def run_cell(source):
 
 
 def test_part_one_has_three_exercises_a_notebook_and_part_two_two():
-    counts = {number: len(list_exercises(number)) for number in ("01", "02", "03", "04", "05", "06", "07", "08")}
+    counts = {number: len(list_exercises(number))
+              for number in ("01", "02", "03", "04", "05", "06", "07", "08")}
     assert all(counts[n] >= 3 for n in ("01", "02", "03", "04")), counts
     assert all(counts[n] >= 2 for n in ("05", "06", "07", "08")), counts
     assert sum(counts.values()) == len(EXERCISES) >= 28  # 00 and 09 have none
@@ -125,7 +126,8 @@ def test_a_wrong_shape_is_named():
 
 
 def test_masked_entries_must_be_minus_infinity():
-    result = check("03.bias", lambda s, T: -s[:, None, None] * (torch.arange(T)[:, None] - torch.arange(T)).abs())
+    result = check("03.bias",
+                   lambda s, T: -s[:, None, None] * (torch.arange(T)[:, None] - torch.arange(T)).abs())
     assert result.status == INCORRECT
     assert "entry [head 0, query 0, key 1]" in result.message and "-inf" in result.message
 

@@ -65,7 +65,8 @@ def test_only_biased_attention_goes_in_query_blocks(monkeypatch):
     numbers as the dense path; a plain square causal mask (Vanilla, rotary, no positions) stays one
     fused is_causal call at any length, with no bias at all."""
     calls = []
-    spy_on_sdpa(monkeypatch, lambda q, k, bias: calls.append(None if bias is None else tuple(bias.shape[-2:])))
+    spy_on_sdpa(monkeypatch,
+                lambda q, k, bias: calls.append(None if bias is None else tuple(bias.shape[-2:])))
     config = GPTConfigALiBi(n_layer=1, n_head=2, n_embd=8, block_size=600, vocab_size=50, dropout=0.0)
     x = ids(config, batch=1)
     model = get_model("FactoredALiBi", config)

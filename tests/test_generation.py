@@ -69,7 +69,8 @@ def test_generate_past_the_limit_keeps_the_latest_context(name, tiny_config):
 
 def test_generate_is_reproducible_with_a_seed(tiny_config):
     model = get_model("FactoredALiBi", tiny_config)
-    runs = [model.generate(torch.tensor([[4, 5]]), 20, temperature=1.0, generator=torch.Generator().manual_seed(7))
+    runs = [model.generate(torch.tensor([[4, 5]]), 20, temperature=1.0,
+                           generator=torch.Generator().manual_seed(7))
             for _ in range(2)]
     assert torch.equal(*runs)
 

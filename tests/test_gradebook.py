@@ -26,7 +26,8 @@ from test_exercises import solutions  # noqa: E402
 pytestmark = pytest.mark.skipif(not (ROOT / "solutions").is_dir(), reason="needs the reference solutions "
                                 "(instructor copy); a student release has none")
 
-CLOSED_FORM = "def slopes(n_head):\n    return torch.tensor([2 ** (-8 * (h + 1) / n_head) for h in range(n_head)])\n"
+CLOSED_FORM = ("def slopes(n_head):\n"
+               "    return torch.tensor([2 ** (-8 * (h + 1) / n_head) for h in range(n_head)])\n")
 BROKEN = "def slopes(n_head)\n    return 1\n"
 
 
@@ -71,13 +72,15 @@ def write(path, text, mtime=None):
 def graded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("class")
     with zipfile.ZipFile(folder / "canvas.zip", "w") as canvas:
-        canvas.writestr("smithalice_10001_555001_03_alibi.ipynb", notebook("03_alibi.ipynb", {"03.slopes": CLOSED_FORM}))
+        canvas.writestr("smithalice_10001_555001_03_alibi.ipynb",
+                        notebook("03_alibi.ipynb", {"03.slopes": CLOSED_FORM}))
         canvas.writestr("smithalice_10001_555002_03_alibi.ipynb", notebook("03_alibi.ipynb", ALL_03))
         # late, and its metadata gone: the notebook is told by the original name under Canvas's prefix
         canvas.writestr("brownbob_LATE_10002_555003_03_alibi.ipynb", notebook(
             "03_alibi.ipynb", {"03.slopes": CLOSED_FORM, "03.bias": ALL_03["03.bias"]}, metadata=False))
     with zipfile.ZipFile(folder / "moodle.zip", "w") as moodle:
-        moodle.writestr("Carol Jones_12345_assignsubmission_file_/03_alibi.ipynb", notebook("03_alibi.ipynb", ALL_03))
+        moodle.writestr("Carol Jones_12345_assignsubmission_file_/03_alibi.ipynb",
+                        notebook("03_alibi.ipynb", ALL_03))
         moodle.writestr("Carol Jones_12345_assignsubmission_file_/01_tokens_and_text.ipynb",
                         notebook("01_tokens_and_text.ipynb", {"01.build_vocab": answer("01", "build_vocab")}))
         moodle.writestr("__MACOSX/._junk.ipynb", "not a notebook")
@@ -85,17 +88,20 @@ def graded(tmp_path_factory):
     dave = write(folder / "Dave Lee_12346_assignsubmission_file_03_alibi.ipynb",
                  notebook("03_alibi.ipynb", {}, below={"03.slopes": answer("03", "slopes")}))
     # a folder per student: erin handed in twice, the newer file (by time) counts
-    write(folder / "folders" / "erin" / "first" / "03_alibi.ipynb", notebook("03_alibi.ipynb", ALL_03), mtime=1_700_000_000)
-    write(folder / "folders" / "erin" / "03_alibi.ipynb", notebook("03_alibi.ipynb", {"03.slopes": ALL_03["03.slopes"]}),
-          mtime=1_700_000_100)
-    write(folder / "folders" / "mallory" / "03_alibi.ipynb", notebook("03_alibi.ipynb", {"03.slopes": BROKEN}))
-    roster = write(folder / "roster.csv", "id,name,aliases\nalice,Alice Smith,\nbob,Bob Brown,\ncarol,Carol Jones,\n"
+    write(folder / "folders" / "erin" / "first" / "03_alibi.ipynb", notebook("03_alibi.ipynb", ALL_03),
+          mtime=1_700_000_000)
+    write(folder / "folders" / "erin" / "03_alibi.ipynb",
+          notebook("03_alibi.ipynb", {"03.slopes": ALL_03["03.slopes"]}), mtime=1_700_000_100)
+    write(folder / "folders" / "mallory" / "03_alibi.ipynb",
+          notebook("03_alibi.ipynb", {"03.slopes": BROKEN}))
+    roster = write(folder / "roster.csv",
+                   "id,name,aliases\nalice,Alice Smith,\nbob,Bob Brown,\ncarol,Carol Jones,\n"
                    "dave,Dave Lee,12346\nerin,Erin Wu,\nfrank,Frank Ode,\n")
     points = write(folder / "points.csv", "exercise,points,partial\n03.slopes,4,yes\n03,2,no\n01,1,\n")
     out = folder / "out"
-    argv = ["grade", str(folder / "canvas.zip"), str(folder / "moodle.zip"), str(dave), str(folder / "folders"),
-            "--roster", str(roster), "--points", str(points), "--late-penalty", "0.5", "--gradebook", str(out),
-            "--timeout", "60", "--jobs", "2"]
+    argv = ["grade", str(folder / "canvas.zip"), str(folder / "moodle.zip"), str(dave),
+            str(folder / "folders"), "--roster", str(roster), "--points", str(points),
+            "--late-penalty", "0.5", "--gradebook", str(out), "--timeout", "60", "--jobs", "2"]
     return dict(code=cli.main(argv), out=out, folder=folder)
 
 
@@ -109,8 +115,8 @@ def table(graded):
 def test_one_row_per_student_roster_first(table):
     by_id, rows = table
     assert [row["ID"] for row in rows] == ["alice", "bob", "carol", "dave", "erin", "frank", "mallory"]
-    assert [row["Student"] for row in rows] == ["Alice Smith", "Bob Brown", "Carol Jones", "Dave Lee", "Erin Wu",
-                                                "Frank Ode", ""]
+    assert [row["Student"] for row in rows] == ["Alice Smith", "Bob Brown", "Carol Jones", "Dave Lee",
+                                                "Erin Wu", "Frank Ode", ""]
 
 
 def test_the_columns(table):
@@ -121,7 +127,8 @@ def test_the_columns(table):
 
 EXPECTED = {  # id: scores of 01's four exercises, 03's four (in its cells' order), notebook 01, 03, total
     "alice": ["0"] * 4 + ["4", "2", "2", "2"] + ["0", "10", "10"],  # the newer of two Canvas files
-    "bob": ["0"] * 4 + ["2", "2", "0", "0"] + ["0", "2", "2"],  # 4 of 8 slopes cases: half of 4; late: half off
+    # 4 of 8 slopes cases: half of 4; late: half off
+    "bob": ["0"] * 4 + ["2", "2", "0", "0"] + ["0", "2", "2"],
     "carol": ["1", "0", "0", "0"] + ["4", "2", "2", "2"] + ["1", "10", "11"],
     "dave": ["0"] * 4 + ["4", "0", "0", "0"] + ["0", "4", "4"],  # the answer in a cell below the stub
     "erin": ["0"] * 4 + ["4", "0", "0", "0"] + ["0", "4", "4"],  # the newer file by time
@@ -142,8 +149,8 @@ def test_every_score_cell(table, student):
 def test_notes_late_and_flags(table):
     by_id, _ = table
     assert by_id["bob"]["Late"] == "03" and all(by_id[s]["Late"] == "" for s in EXPECTED if s != "bob")
-    assert "03: 2 files, graded the newest (smithalice_10001_555002_03_alibi.ipynb, by the LMS's numbering); " \
-           "not graded: smithalice_10001_555001_03_alibi.ipynb" in by_id["alice"]["Notes"]
+    assert "03: 2 files, graded the newest (smithalice_10001_555002_03_alibi.ipynb, by the LMS's " \
+           "numbering); not graded: smithalice_10001_555001_03_alibi.ipynb" in by_id["alice"]["Notes"]
     erin = by_id["erin"]["Notes"]
     assert "03: 2 files, graded the newest" in erin and "erin/03_alibi.ipynb, by file time" in erin
     assert "not graded: " in erin and "erin/first/03_alibi.ipynb" in erin
@@ -191,9 +198,11 @@ def test_progress_is_printed_as_each_notebook_finishes(tmp_path, capsys):
 def test_lms_file_names_are_understood():
     parse = gradebook._parse
     assert parse(("smithalice_LATE_10001_555002_03_alibi-1.ipynb",), 0) == dict(
-        student="smithalice", original="03_alibi.ipynb", lms_ids=("10001",), late=True, sequence=(555002, 1), mtime=0)
+        student="smithalice", original="03_alibi.ipynb", lms_ids=("10001",), late=True, sequence=(555002, 1),
+        mtime=0)
     moodle = parse(("Alice Smith_12_assignsubmission_file_", "03_alibi.ipynb"), 0)
-    assert (moodle["student"], moodle["lms_ids"], moodle["original"]) == ("Alice Smith", ("12",), "03_alibi.ipynb")
+    assert ((moodle["student"], moodle["lms_ids"], moodle["original"])
+            == ("Alice Smith", ("12",), "03_alibi.ipynb"))
     assert parse(("alice_03_alibi.ipynb",), 0)["student"] == "alice"
     assert parse(("alice_03_alibi.ipynb",), 0)["original"] == "03_alibi.ipynb"
     assert parse(("alice", "sub", "mine.ipynb"), 0)["student"] == "alice"

@@ -53,7 +53,8 @@ def rows(output):
 def test_every_kind_of_failure_gets_its_own_row_and_strict_fails(tmp_path, capsys):
     alice = learner_notebook(tmp_path, "alice_03_alibi.ipynb", "03_alibi.ipynb", {
         "03.slopes": source("03", "slopes"),
-        "03.bias": "def bias_matrix(slopes, T):\n    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]\n"
+        "03.bias": "def bias_matrix(slopes, T):\n"
+                   "    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]\n"
                    "    return (slopes[:, None, None] * (i - j)).masked_fill(j > i, float('-inf'))\n",
         "03.cached_bias": "def cached_bias(slopes, t_q, t_k):\n    while True:\n        pass\n",
         "03.half_weight_distance": "def half_weight_distance(slopes)\n    return math.log(2) / slopes\n",
@@ -91,7 +92,8 @@ def test_all_correct_passes_strict_through_the_tfa_command(tmp_path, capsys):
     answers = {f"03.{name}": source("03", function) for name, function in
                [("slopes", "slopes"), ("bias", "bias_matrix"), ("cached_bias", "cached_bias"),
                 ("half_weight_distance", "half_weight_distance")]}
-    answers["03.slopes"] = "%time 1 + 1\nprint('learners print things')\n" + answers["03.slopes"]  # magics too
+    # magics too
+    answers["03.slopes"] = "%time 1 + 1\nprint('learners print things')\n" + answers["03.slopes"]
     path = learner_notebook(tmp_path, "carol.ipynb", "03_alibi.ipynb", answers)
     assert cli.main(["grade", str(path), "--timeout", "20", "--strict"]) == 0
     out = capsys.readouterr().out
@@ -120,7 +122,8 @@ def test_a_folder_stands_for_the_notebooks_under_it(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("not json")
     grades = grading.grade_notebooks([tmp_path])
-    assert [Path(g.notebook).relative_to(tmp_path).as_posix() for g in grades] == ["a/03_y.ipynb", "b/01_x.ipynb"]
+    assert ([Path(g.notebook).relative_to(tmp_path).as_posix() for g in grades]
+            == ["a/03_y.ipynb", "b/01_x.ipynb"])
 
 
 def test_json_output(tmp_path, capsys):

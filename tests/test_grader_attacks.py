@@ -189,9 +189,11 @@ def graded(tmp_path_factory):
     """Grade every crafted notebook in one run; the rows, the table and the JSON."""
     folder = tmp_path_factory.mktemp("class")
     paths = []
-    for name, attack in ATTACKS.items():  # two stubs left unsolved, two wrong answers, the attack in each cell
+    # two stubs left unsolved, two wrong answers, the attack in each cell
+    for name, attack in ATTACKS.items():
         attack += marker(folder / f"{name}.ran")
-        answers = dict(stubs(), **{i: WRONG_ANSWERS[i] for i in ("03.half_weight_distance", "03.cached_bias")})
+        answers = dict(stubs(), **{i: WRONG_ANSWERS[i]
+                                   for i in ("03.half_weight_distance", "03.cached_bias")})
         cells = {i: attack + source for i, source in answers.items()}
         paths.append(notebook_with(folder, f"attack_{name}_03.ipynb", "03_alibi.ipynb", cells))
     mix = solutions("04")
@@ -213,7 +215,8 @@ def graded(tmp_path_factory):
         notebook_with(folder, "copier_04.ipynb", "04_channel_mixing.ipynb", copier),
         # tfa_course.notebook an int: accepted as "03", not dropped; and an exception that would forge a row
         notebook_with(folder, "numbered_by_an_int.ipynb", "03_alibi.ipynb",
-                      {"03.cached_bias": f"def cached_bias(slopes, t_q, t_k):\n    raise ValueError({FORGED_ROW!r})\n",
+                      {"03.cached_bias": "def cached_bias(slopes, t_q, t_k):\n"
+                                         f"    raise ValueError({FORGED_ROW!r})\n",
                        "03.half_weight_distance": f"raise RuntimeError({FORGED_ROW!r})\n"},
                       metadata={"tfa_course": {"notebook": 3}}),
     ]
@@ -247,7 +250,8 @@ def test_wrong_answers_stay_wrong_for_the_reason_the_real_comparison_gives(grade
     stub = rows[(f"attack_{attack}_03.ipynb", "03.slopes")]
     assert stub.status == "not attempted", stub
     wrong = rows[(f"attack_{attack}_03.ipynb", "03.cached_bias")]
-    assert wrong.status == INCORRECT and "entry [head 0, query 0, key 0] is 0, expected" in wrong.message, wrong
+    assert wrong.status == INCORRECT, wrong
+    assert "entry [head 0, query 0, key 0] is 0, expected" in wrong.message, wrong
     assert "one new query over t_k = 5 keys" in wrong.message  # the input, named by the grader's own cases
 
 
@@ -259,7 +263,8 @@ def test_the_table_totals_are_honest(graded):
 def test_copying_is_graded_and_flagged(graded):
     rows = {exercise: graded["rows"][("copier_04.ipynb", exercise)] for exercise in
             ("04.kronecker_lift", "04.channel_mix", "04.values", "04.nearest_tokens")}
-    assert all(row.status == CORRECT for row in rows.values()), {k: (r.status, r.message, r.flag) for k, r in rows.items()}
+    assert all(row.status == CORRECT for row in rows.values()), {
+        k: (r.status, r.message, r.flag) for k, r in rows.items()}
     assert "tfa_core's kronecker_lift" in rows["04.kronecker_lift"].flag
     assert "solutions/04_channel_mixing.py: mix_heads" in rows["04.channel_mix"].flag
     assert "solutions/04_channel_mixing.py: values" in rows["04.values"].flag  # pasted: the same code
@@ -313,7 +318,8 @@ def test_the_run_ends_with_the_table_even_when_a_notebook_breaks_the_grader(tmp_
 def test_printable_escapes_what_a_terminal_would_obey():
     assert printable("a\rb\x1b[2Kc\u202ed\ne\tf\x00\ud800") == "a\\rb\\x1b[2Kc\\u202ed e f\\x00\\ud800"
     assert printable("Ωmega ✔ α") == "Ωmega ✔ α"
-    lines = format_table([Grade("x\r.ipynb", "03.slopes", "correct", "ok\n\x1b[1Aup", flag="calls\r")]).splitlines()
+    lines = format_table([Grade("x\r.ipynb", "03.slopes", "correct", "ok\n\x1b[1Aup",
+                                flag="calls\r")]).splitlines()
     assert len(lines) == 6 and all("\r" not in line and "\x1b" not in line for line in lines)
 
 
@@ -329,20 +335,21 @@ def test_json_output_stays_faithful(tmp_path, capsys):
 
 def test_the_judge_decides_on_values_whatever_the_attempt_claims():
     judge = Judge(get_exercise("03.slopes"))
-    forged = dict(value=to_plain(torch.zeros(4)), stub=False, raised="", error="", where="", not_implemented=False,
-                  calls=[], solutions=[], status="correct", correct=True, event="done")
+    forged = dict(value=to_plain(torch.zeros(4)), stub=False, raised="", error="", where="",
+                  not_implemented=False, calls=[], solutions=[], status="correct", correct=True, event="done")
     assert judge.judge(1, forged).status == INCORRECT
-    for garbage in (None, "correct", {"status": "correct"}, dict(forged, value={"$": "tensor", "dtype": "float32",
-                                                                                  "shape": [4], "data": "AAAA"})):
+    for garbage in (None, "correct", {"status": "correct"},
+                    dict(forged, value={"$": "tensor", "dtype": "float32", "shape": [4], "data": "AAAA"})):
         assert judge.judge(1, garbage).status == ERROR
     good = run_case(get_exercise("03.slopes"), solutions("03").slopes, judge.cases[0], 1)
     assert judge.judge(1, json.loads(json.dumps(good))) is None  # what crosses the pipe: JSON
 
 
 def test_the_transport_round_trips_exact_values():
-    values = [None, True, 3, -2**70, 1.5, float("inf"), float("nan"), "Ω\n", ..., (1, [2.0, "x"]), {"a": 1, 2: (3,)},
-              {1, 2}, torch.tensor([0.1, float("-inf")]), torch.arange(6).reshape(2, 3), torch.tensor(True),
-              torch.zeros(0, 3, dtype=torch.float16), torch.tensor([1 + 2j]), torch.ones(2, dtype=torch.bfloat16)]
+    values = [None, True, 3, -2**70, 1.5, float("inf"), float("nan"), "Ω\n", ..., (1, [2.0, "x"]),
+              {"a": 1, 2: (3,)}, {1, 2}, torch.tensor([0.1, float("-inf")]), torch.arange(6).reshape(2, 3),
+              torch.tensor(True), torch.zeros(0, 3, dtype=torch.float16), torch.tensor([1 + 2j]),
+              torch.ones(2, dtype=torch.bfloat16)]
     for value in values:
         back = from_plain(json.loads(json.dumps(to_plain(value))))
         if isinstance(value, torch.Tensor):
@@ -364,8 +371,9 @@ def test_the_transport_runs_nothing_it_reads():
     assert isinstance(back, Foreign) and type(back).__name__ == "Sneaky" and repr(back) == "Sneaky()"
     assert type(from_plain(to_plain(torch.nn.Linear(2, 2)))).__name__ == "Linear"
     for bad in ({"$": "pickle", "data": "gASV"}, {"$": "tensor", "dtype": "object", "shape": [1], "data": ""},
-                {"$": "tensor", "dtype": "float32", "shape": [3], "data": "AAAA"}, {"$": "numpy", "dtype": "|O",
-                "shape": [1], "data": "", "scalar": False}, [1, 2], {"$": "dict", "items": [[{"$": "list", "items": []}, 1]]},
+                {"$": "tensor", "dtype": "float32", "shape": [3], "data": "AAAA"},
+                {"$": "numpy", "dtype": "|O", "shape": [1], "data": "", "scalar": False}, [1, 2],
+                {"$": "dict", "items": [[{"$": "list", "items": []}, 1]]},
                 {"$": "unknown"}, {"$": "float", "value": "1e999"}):
         with pytest.raises(ValueError):
             from_plain(bad)
@@ -407,4 +415,5 @@ def test_an_answer_that_is_a_module_class_is_judged_through_observe():
     wrong = judge.judge(1, attempt(scaler(3.0)))
     assert wrong.status == INCORRECT and "entry [2] is 6, expected 4" in wrong.message
     plain = Judge(dataclasses.replace(exercise, observe=None))  # without observe: a stand-in, named
-    assert "got Scale" in plain.judge(1, attempt(scaler(2.0), dataclasses.replace(exercise, observe=None))).message
+    assert "got Scale" in plain.judge(1, attempt(scaler(2.0),
+                                                 dataclasses.replace(exercise, observe=None))).message

@@ -37,15 +37,18 @@ def test_attention_probabilities_without_the_causal_mask_is_told_so_however_the_
 
 
 def test_attention_probabilities_with_the_mask_but_no_bias_is_told_the_bias_is_missing():
-    result = check("08.attention_probabilities", lambda h, w, s: _probabilities(h, w, s, lambda d: 0 * d, mask=True))
+    result = check("08.attention_probabilities",
+                   lambda h, w, s: _probabilities(h, w, s, lambda d: 0 * d, mask=True))
     assert result.status == INCORRECT and "ALiBi bias is missing" in result.hint
-    correct = check("08.attention_probabilities", lambda h, w, s: _probabilities(h, w, s, lambda d: d, mask=True))
+    correct = check("08.attention_probabilities",
+                    lambda h, w, s: _probabilities(h, w, s, lambda d: d, mask=True))
     assert correct.status == CORRECT, str(correct)
 
 
 def test_encode_must_return_a_list_and_says_so_for_a_tensor_of_any_dtype():
     for dtype in (torch.long, torch.int32, torch.float32):
-        result = check("01.encode", lambda text, stoi, dtype=dtype: torch.tensor([stoi[c] for c in text], dtype=dtype))
+        result = check("01.encode",
+                       lambda text, stoi, dtype=dtype: torch.tensor([stoi[c] for c in text], dtype=dtype))
         assert result.status == INCORRECT
         assert "got a tensor" in result.message and "[stoi[c] for c in text]" in result.message
         assert "empty" not in result.hint  # not the empty-text hint of case 3: it fails on case 1
@@ -59,6 +62,7 @@ def test_kronecker_lift_failure_shows_a_whole_row_of_the_matrix():
     # the 6 x 6 answer of case 1 is shortened to 8 numbers in "got"; the message shows the row in full
     assert "row 1 is [3, 4, 0, 0, 0, 0], expected [0, 1, 0, 0, 2, 0]" in result.message
     assert "I_d ⊗ V" in result.hint
-    blocks_of_ones = check("04.kronecker_lift", lambda mix, d: mix.repeat_interleave(d, 0).repeat_interleave(d, 1))
+    blocks_of_ones = check("04.kronecker_lift",
+                           lambda mix, d: mix.repeat_interleave(d, 0).repeat_interleave(d, 1))
     assert "only on the block's diagonal" in blocks_of_ones.hint
     assert "row 3 is [3, 3, 3, 4, 4, 4], expected [3, 0, 0, 4, 0, 0]" in blocks_of_ones.message

@@ -1,4 +1,5 @@
-"""The logit lens and attention maps of tfa_core.experiments.inspection, against the model's own forward pass."""
+"""The logit lens and attention maps of tfa_core.experiments.inspection, against the model's own
+forward pass."""
 
 import math
 
@@ -10,7 +11,8 @@ from tfa_core import GPTConfigALiBi, get_model
 from tfa_core.model.alibi import dense_bias
 from tfa_core.model.common import merge_heads, split_heads
 from tfa_core.model.factored import channel_mix
-from tfa_core.experiments.inspection import attention_maps, layer_attention, lens_logits, logit_lens, token_ranks
+from tfa_core.experiments.inspection import (attention_maps, layer_attention, lens_logits, logit_lens,
+                                             token_ranks)
 
 
 def config(**changes):

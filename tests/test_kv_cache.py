@@ -178,7 +178,8 @@ def test_decoding_builds_a_new_ramp_when_the_slopes_change(config):
         model.alibi_slopes.mul_(2.0)  # in place: the ramp must follow
         again = model(prompt(length=1, seed=6), past_key_values=cache)["logits"]
     assert len(cache.alibi_ramps) == 2  # layer 1's new slopes got a ramp of their own
-    ids = torch.cat([prompt(length=4), prompt(length=1), prompt(length=1, seed=5), prompt(length=1, seed=6)], dim=1)
+    ids = torch.cat([prompt(length=4), prompt(length=1), prompt(length=1, seed=5), prompt(length=1, seed=6)],
+                    dim=1)
     with torch.no_grad():  # the cached keys and values of layer 0 did not depend on the slopes change
         model.alibi_slopes.mul_(0.5)
         full = model(ids[:, :6])["logits"][:, -1:]
@@ -210,7 +211,8 @@ def test_positions_that_ignore_the_cache_break_the_comparison(config, monkeypatc
     model = build("Vanilla", config)
     plain_ids, plain_logits = greedy(model, prompt(), 8, use_cache=False)
     real = CausalLanguageModel.embed
-    monkeypatch.setattr(CausalLanguageModel, "embed", lambda self, input_ids, start=0: real(self, input_ids, 0))
+    monkeypatch.setattr(CausalLanguageModel, "embed",
+                        lambda self, input_ids, start=0: real(self, input_ids, 0))
     broken_ids, broken_logits = greedy(model, prompt(), 8, use_cache=True)
     assert (broken_logits - plain_logits).abs().max() > 1e-2
 

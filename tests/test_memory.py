@@ -119,7 +119,8 @@ def test_the_longest_input_allowed_costs_no_training_memory():
     """The tutorial's out-of-memory advice lowers max_position_embeddings: ALiBi has no table, so
     what a step saves does not change."""
     short, long = tiny_config(max_position_embeddings=40), tiny_config(max_position_embeddings=4000)
-    assert measured_activations(short, 3, 40, "fp32", False) == measured_activations(long, 3, 40, "fp32", False)
+    assert (measured_activations(short, 3, 40, "fp32", False)
+            == measured_activations(long, 3, 40, "fp32", False))
     assert estimate_training_memory(short, 3, 40) == estimate_training_memory(long, 3, 40)
 
 
@@ -184,7 +185,8 @@ def test_a_config_of_another_kind_is_a_type_error():
     with pytest.raises(TypeError, match="GPTConfigALiBi"):
         estimate_training_memory({"n_layer": 2})
     with pytest.raises(ValueError, match="precision"):
-        saved_activation_bytes(get_model("FactoredALiBi", tiny_config()), torch.zeros(1, 4, dtype=torch.long), "fp8")
+        saved_activation_bytes(get_model("FactoredALiBi", tiny_config()), torch.zeros(1, 4, dtype=torch.long),
+                               "fp8")
 
 
 # -- CUDA ----------------------------------------------------------------------------------------
@@ -192,7 +194,8 @@ def test_a_config_of_another_kind_is_a_type_error():
 def test_cuda_peak_needs_cuda_tensors():
     model = get_model("FactoredALiBi", tiny_config())
     with pytest.raises(ValueError, match="measures CUDA memory"):
-        cuda_peak_step_bytes(model, configure_optimizer(model, TrainingConfig()), torch.zeros(1, 4, dtype=torch.long))
+        cuda_peak_step_bytes(model, configure_optimizer(model, TrainingConfig()),
+                             torch.zeros(1, 4, dtype=torch.long))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -162,8 +162,9 @@ def test_block_matches_the_two_stream_equations(tiny_config):
 
 # -- positions -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, clean", [("FactoredALiBi", True), ("FactoredRotary", True), ("FactoredNoPE", True),
-                                         ("Factored", False), ("FactoredSinusoidal", False)])
+@pytest.mark.parametrize("name, clean", [("FactoredALiBi", True), ("FactoredRotary", True),
+                                         ("FactoredNoPE", True), ("Factored", False),
+                                         ("FactoredSinusoidal", False)])
 def test_nothing_positional_reaches_xt(name, clean, tiny_config):
     """The same token at every position: with nothing positional added to xt, every position's
     xt and xe are identical at every layer (attention over identical values gives the same mix).
@@ -296,7 +297,8 @@ def test_right_padding_leaves_real_tokens_unchanged(name, tiny_config):
     x = ids(tiny_config, batch=1, length=10)
     padded = torch.cat([x, torch.zeros(1, 6, dtype=torch.long)], dim=1)
     mask = torch.cat([torch.ones(1, 10), torch.zeros(1, 6)], dim=1)
-    torch.testing.assert_close(model(padded, attention_mask=mask)["logits"][:, :10], model(x)["logits"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(padded, attention_mask=mask)["logits"][:, :10], model(x)["logits"],
+                               atol=1e-5, rtol=0)
 
 
 # -- lengths ---------------------------------------------------------------------------------
@@ -306,7 +308,8 @@ def test_lengths_up_to_the_limit_and_past_it(tiny_config):
     limit = tiny_config.max_position_embeddings
     assert limit == 64
     assert model(ids(tiny_config, batch=1, length=limit))["logits"].shape == (1, limit, 50)
-    with pytest.raises(ValueError, match="sequence length 65 is longer than this model accepts .64.: raise config.max_position_embeddings"):
+    with pytest.raises(ValueError, match="sequence length 65 is longer than this model accepts .64.: "
+                                         "raise config.max_position_embeddings"):
         model(ids(tiny_config, batch=1, length=limit + 1))
 
 
@@ -348,7 +351,8 @@ def test_mask_and_labels_must_match_the_inputs(tiny_config):
 def test_model_needs_a_vocabulary_and_a_known_name():
     with pytest.raises(ValueError, match="update_from_tokenizer"):
         get_model("FactoredALiBi", GPTConfigALiBi(vocab_size=None))
-    with pytest.raises(ValueError, match=r"available models are \['FactoredALiBi', 'Factored', 'FactoredSinusoidal'"):
+    with pytest.raises(ValueError,
+                       match=r"available models are \['FactoredALiBi', 'Factored', 'FactoredSinusoidal'"):
         get_model("GPT5", GPTConfigALiBi())
 
 

@@ -103,7 +103,8 @@ def test_every_exercise_has_a_stub_and_a_check_that_says_not_attempted(path):
     notebook = nbformat.read(path, as_version=4)
     number = path.name[:2]
     stubs = [t.split(":", 1)[1] for cell in notebook.cells for t in tags(cell) if t.startswith("exercise:")]
-    assert sorted(stubs) == sorted(list_exercises(number)), "the notebook's exercise cells and the registry differ"
+    assert sorted(stubs) == sorted(list_exercises(number)), (
+        "the notebook's exercise cells and the registry differ")
     for exercise_id in stubs:
         (check_cell,) = [c for c in notebook.cells if f"check:{exercise_id}" in tags(c)]
         exercise = get_exercise(exercise_id)

@@ -55,7 +55,8 @@ IN_IPYTHON = textwrap.dedent('''
     cases = json.loads(sys.stdin.read())
     verdicts = {}
     for name, (before, exercise, after) in cases.items():
-        shell.run_cell("import math\\nimport torch\\nimport torch.nn as nn\\nimport torch.nn.functional as F\\n"
+        shell.run_cell("import math\\nimport torch\\nimport torch.nn as nn\\n"
+                       "import torch.nn.functional as F\\n"
                        "from tfa_core.teaching.exercises import check\\n")
         for cell in [*before, exercise, *after]:
             assert shell.run_cell(cell).success, cell
@@ -84,9 +85,11 @@ def in_grader(tmp_path_factory):
         for cell in template["cells"]:
             tags = cell.get("metadata", {}).get("tags", [])
             if "exercise:03.slopes" in tags:
-                cells += [dict(cell_type="code", metadata={}, source=s, outputs=[], execution_count=None) for s in before]
+                cells += [dict(cell_type="code", metadata={}, source=s, outputs=[], execution_count=None)
+                          for s in before]
                 cells.append(dict(cell, source=exercise))
-                cells += [dict(cell_type="code", metadata={}, source=s, outputs=[], execution_count=None) for s in after]
+                cells += [dict(cell_type="code", metadata={}, source=s, outputs=[], execution_count=None)
+                          for s in after]
             else:
                 cells.append(cell)
         path = folder / f"03_{name}.ipynb"

@@ -2,7 +2,8 @@ import itertools
 
 import pytest
 
-from tfa_core import GPTConfigALiBi, estimate_model_parameters, get_model, list_available_models, parameter_breakdown
+from tfa_core import (GPTConfigALiBi, estimate_model_parameters, get_model, list_available_models,
+                      parameter_breakdown)
 
 
 def test_registry_names():
@@ -27,14 +28,16 @@ def test_factored_formula_in_closed_form():
     config = GPTConfigALiBi(n_layer=L, n_head=H, n_embd=C, vocab_size=V, block_size=256)
     assert estimate_model_parameters(config, "FactoredALiBi") == V * C + L * (10 * C * C + 2 * C) + C
     with_mixing = config.copy(use_v=True, use_proj=True)
-    assert estimate_model_parameters(with_mixing, "FactoredALiBi") == V * C + L * (10 * C * C + 2 * C + 2 * H * H) + C
+    assert estimate_model_parameters(with_mixing, "FactoredALiBi") == (
+        V * C + L * (10 * C * C + 2 * C + 2 * H * H) + C)
     # the standard block pays 12 C^2 and a position table
     assert estimate_model_parameters(config, "Vanilla") == V * C + 256 * C + L * (12 * C * C + 2 * C) + C
     assert estimate_model_parameters(config, "VanillaALiBi") == V * C + L * (12 * C * C + 2 * C) + C
     # sinusoidal, rotary and no positions cost nothing; a learned table costs block_size x C
     for name in ("FactoredSinusoidal", "FactoredRotary", "FactoredNoPE"):
         assert estimate_model_parameters(config, name) == estimate_model_parameters(config, "FactoredALiBi")
-    assert estimate_model_parameters(config, "Factored") - estimate_model_parameters(config, "FactoredALiBi") == 256 * C
+    assert (estimate_model_parameters(config, "Factored") - estimate_model_parameters(config, "FactoredALiBi")
+            == 256 * C)
 
 
 def test_tutorial_estimate_was_wrong():
@@ -49,7 +52,8 @@ def test_breakdown_sums_and_non_embedding_count(tiny_config):
     parts = parameter_breakdown(tiny_config, "Factored")
     model = get_model("Factored", tiny_config)
     assert sum(parts.values()) == sum(p.numel() for p in model.parameters())
-    assert model.get_num_params(non_embedding=True) == sum(parts.values()) - parts["embedding"] - parts["positions"]
+    assert model.get_num_params(non_embedding=True) == (
+        sum(parts.values()) - parts["embedding"] - parts["positions"])
     assert model.get_num_params(non_embedding=False) == sum(parts.values())
 
 

@@ -19,7 +19,8 @@ def functions_run(model, *args, **kwargs) -> set[tuple[str, str]]:
     def profile(frame, event, arg):
         code = frame.f_code
         if event == "call" and code.co_filename.startswith(PACKAGE):
-            seen.add((os.path.relpath(code.co_filename, PACKAGE), f"{code.co_qualname}:{code.co_firstlineno}"))
+            seen.add((os.path.relpath(code.co_filename, PACKAGE),
+                      f"{code.co_qualname}:{code.co_firstlineno}"))
 
     sys.setprofile(profile)
     try:

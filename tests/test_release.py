@@ -37,9 +37,11 @@ def test_the_student_copy_leaves_out_the_answers_and_the_history(student):
     assert not (student / "solutions").exists() and not (student / ".git").exists()
     links = {}  # every relative link in the copy's Markdown resolves there
     for page in student.rglob("*.md"):
-        for target in re.findall(r"\]\(([^)#\s]+)\)|`(\.\./[^`\s]+|docs/[A-Za-z_]+\.(?:md|py))`", page.read_text()):
+        for target in re.findall(r"\]\(([^)#\s]+)\)|`(\.\./[^`\s]+|docs/[A-Za-z_]+\.(?:md|py))`",
+                                 page.read_text()):
             target = next(t for t in target if t)
-            if "://" not in target and not (page.parent / target).exists() and not (student / target).exists():
+            if ("://" not in target and not (page.parent / target).exists()
+                    and not (student / target).exists()):
                 links[str(page.relative_to(student))] = target
     assert not links, links
     assert (student / "course" / "03_alibi.ipynb").is_file() and (student / "README.md").is_file()
@@ -53,7 +55,8 @@ def test_the_student_copy_leaves_out_the_answers_and_the_history(student):
             if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Exercise":
                 (reference,) = [k.value for k in call.keywords if k.arg == "reference"]
                 assert getattr(reference, "id", None) == "_not_shipped", module.name
-    assert "reference_half_weight_distance" not in (student / "tfa_core/teaching/exercises/slopes.py").read_text()
+    slopes_source = (student / "tfa_core/teaching/exercises/slopes.py").read_text()
+    assert "reference_half_weight_distance" not in slopes_source
     recorded = json.loads((student / "tfa_core/teaching/exercises/recorded_answers.json").read_text())
     assert "03.half_weight_distance" in recorded and "RELEASE.md" in os.listdir(student)
 
@@ -72,20 +75,24 @@ def test_checks_in_the_student_copy_judge_against_the_recorded_answers(student):
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert int(lines[0]) >= 25
-    assert lines[1:] == ["correct", "incorrect | 1/m is where the weight falls to 1/e; half is where exp(-m d) = 1/2, "
-                         "so d = ln(2) / m", "correct", "incorrect"]
+    assert lines[1:] == ["correct",
+                         "incorrect | 1/m is where the weight falls to 1/e; half is where exp(-m d) = 1/2, "
+                         "so d = ln(2) / m",
+                         "correct", "incorrect"]
 
 
 def test_the_student_copys_own_tests_pass(student):
     """A subset of the README's test command, in the copy: collection of the whole suite (what needs
     solutions/ is not collected), and the tests of the environment, the one verdict and authoring."""
     env = dict(os.environ, PYTHONPATH=str(student), TFA_QUICK="1")
-    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                                "-p", "no:cacheprovider", "tests"],
                                cwd=student, env=env, capture_output=True, text=True, timeout=600)
     assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
     assert "test_exercises.py" not in collected.stdout and "test_environment.py" in collected.stdout
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not notebooks",
-                           "tests/test_environment.py", "tests/test_one_verdict.py", "tests/test_authoring.py"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-m", "not notebooks", "tests/test_environment.py",
+                           "tests/test_one_verdict.py", "tests/test_authoring.py"],
                           cwd=student, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "failed" not in done.stdout

@@ -59,7 +59,8 @@ def test_a_notebook_is_saved_with_the_full_lessons_outputs(path):
 def test_saved_mode_reads_the_report(tmp_path):
     for report, expected in ((FULL, "full"), ("quick     on (TFA_QUICK=1): small sizes, few steps", "quick")):
         notebook = nbformat.v4.new_notebook()
-        cell = nbformat.v4.new_code_cell("print(tfa_core.environment_report(device))", metadata={"tags": ["setup"]})
+        cell = nbformat.v4.new_code_cell("print(tfa_core.environment_report(device))",
+                                         metadata={"tags": ["setup"]})
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"python    3.11\n{report}\n")]
         notebook.cells = [cell]
         nbformat.write(notebook, tmp_path / "x.ipynb")

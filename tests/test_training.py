@@ -32,7 +32,8 @@ def tokens(tokenizer):
 
 
 def small_model(tokenizer, dropout=0.1, **changes):
-    config = load_alibi_config_preset("character", n_layer=2, n_embd=32, block_size=32, dropout=dropout, **changes)
+    config = load_alibi_config_preset("character", n_layer=2, n_embd=32, block_size=32, dropout=dropout,
+                                      **changes)
     return get_model("FactoredALiBi", config.update_from_tokenizer(tokenizer))
 
 
@@ -47,10 +48,14 @@ def test_learning_rate_schedule():
 
 
 @pytest.mark.parametrize("changes, words", [
-    (dict(max_steps=0), "max_steps"), (dict(precision="fp16"), "precision"), (dict(learning_rate=0), "learning_rate"),
-    (dict(block_size=1), "block_size must be an int >= 2"), (dict(weight_decay=float("nan")), "weight_decay must be a finite"),
-    (dict(grad_clip=float("nan")), "grad_clip must be a finite"), (dict(learning_rate=float("inf")), "learning_rate must be a finite"),
-    (dict(min_learning_rate=float("nan")), "min_learning_rate must be a finite"), (dict(beta2=1.0), "beta2 must be in"),
+    (dict(max_steps=0), "max_steps"), (dict(precision="fp16"), "precision"),
+    (dict(learning_rate=0), "learning_rate"),
+    (dict(block_size=1), "block_size must be an int >= 2"),
+    (dict(weight_decay=float("nan")), "weight_decay must be a finite"),
+    (dict(grad_clip=float("nan")), "grad_clip must be a finite"),
+    (dict(learning_rate=float("inf")), "learning_rate must be a finite"),
+    (dict(min_learning_rate=float("nan")), "min_learning_rate must be a finite"),
+    (dict(beta2=1.0), "beta2 must be in"),
     (dict(seed=-1), "seed must be an int >= 0"), (dict(checkpoint_interval=0), "checkpoint_interval")])
 def test_training_config_errors(changes, words):
     with pytest.raises(ValueError, match=words):
@@ -64,8 +69,10 @@ def test_weight_decay_only_on_linear_weights(tokenizer):
     optimizer = configure_optimizer(model, TrainingConfig(weight_decay=0.1))
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = sorted(names[id(p)] for p in optimizer.param_groups[0]["params"])
-    assert optimizer.param_groups[0]["weight_decay"] == 0.1 and optimizer.param_groups[1]["weight_decay"] == 0.0
-    assert decayed == sorted(n for n in names.values() if n.endswith(("c_attn.weight", "c_fc.weight", "c_proj.weight")))
+    assert optimizer.param_groups[0]["weight_decay"] == 0.1
+    assert optimizer.param_groups[1]["weight_decay"] == 0.0
+    assert decayed == sorted(n for n in names.values()
+                             if n.endswith(("c_attn.weight", "c_fc.weight", "c_proj.weight")))
     assert len(optimizer.param_groups[1]["params"]) + len(decayed) == len(names)
     everything = configure_optimizer(model, TrainingConfig(decay_all=True))
     assert len(everything.param_groups[0]["params"]) == len(names)
@@ -76,7 +83,8 @@ def test_trainer_loss_falls_and_history_is_written(tokenizer, tokens, tmp_path):
     records = []
     cfg = TrainingConfig(max_steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5, eval_interval=30,
                          eval_batches=2, log_interval=10, out_dir=str(tmp_path), progress=False)
-    history = Trainer(model, tokens[:2000], tokens[2000:], cfg, tokenizer=tokenizer, callbacks=[records.append]).fit()
+    history = Trainer(model, tokens[:2000], tokens[2000:], cfg, tokenizer=tokenizer,
+                      callbacks=[records.append]).fit()
     train = [r["loss"] for r in history if r["kind"] == "train"]
     assert train[0] > 2.5 and train[-1] < train[0] - 0.4
     evals = [r["val_loss"] for r in history if r["kind"] == "eval"]
@@ -94,11 +102,13 @@ def test_resume_continues_exactly(tokenizer, tokens, tmp_path):
 
     torch.manual_seed(0)
     straight = small_model(tokenizer)
-    Trainer(straight, tokens, tokens[-500:], TrainingConfig(**cfg, out_dir=str(tmp_path / "a")), tokenizer=tokenizer).fit()
+    Trainer(straight, tokens, tokens[-500:], TrainingConfig(**cfg, out_dir=str(tmp_path / "a")),
+            tokenizer=tokenizer).fit()
 
     torch.manual_seed(0)
     first = small_model(tokenizer)
-    Trainer(first, tokens, tokens[-500:], TrainingConfig(**cfg, out_dir=str(tmp_path / "b")), tokenizer=tokenizer).fit(until_step=10)
+    Trainer(first, tokens, tokens[-500:], TrainingConfig(**cfg, out_dir=str(tmp_path / "b")),
+            tokenizer=tokenizer).fit(until_step=10)
     torch.manual_seed(999)  # a new process would start with other random state
     resumed = small_model(tokenizer)
     trainer = Trainer(resumed, tokens, tokens[-500:], TrainingConfig(**cfg, out_dir=str(tmp_path / "b")),
@@ -121,7 +131,8 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tokenizer, tokens, 
 
     cfg = TrainingConfig(max_steps=30, batch_size=4, eval_interval=10, eval_batches=1, log_interval=1,
                          out_dir=str(tmp_path), progress=False)
-    with pytest.raises(TrainingDiverged, match=r"stopped at step 12: .*last good checkpoint is .*step-00000010 \(step 10\)"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"stopped at step 12: .*last good checkpoint is .*step-00000010 \(step 10\)"):
         Trainer(model, tokens, tokens[-500:], cfg, tokenizer=tokenizer, callbacks=[poison]).fit()
     saved = load_checkpoint(tmp_path)
     assert saved.step == 10
@@ -136,15 +147,16 @@ def test_checkpoint_round_trip_and_refusals(tokenizer, tmp_path):
     model(x, labels=x)["loss"].backward()
     optimizer.step()
     path = save_checkpoint(tmp_path, model, 7, optimizer=optimizer, tokenizer=tokenizer)
-    assert sorted(p.name for p in path.iterdir()) == ["SHA256SUMS", "model.safetensors", "optimizer.safetensors",
-                                                      "state.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["SHA256SUMS", "model.safetensors",
+                                                      "optimizer.safetensors", "state.json"]
     loaded = load_checkpoint(tmp_path, config=model.config, tokenizer=tokenizer)
     assert loaded.step == 7 and loaded.tokenizer == tokenizer
     for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()):
         assert torch.equal(a, b)
     fresh = configure_optimizer(loaded.model, TrainingConfig())
     fresh.load_state_dict(loaded.optimizer_state)
-    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"],
+                       optimizer.state_dict()["state"][0]["exp_avg"])
     with pytest.raises(ValueError, match="n_layer: checkpoint has 2, you asked for 3"):
         load_checkpoint(tmp_path, config=model.config.copy(n_layer=3))
     with pytest.raises(ValueError, match="another tokenizer"):
@@ -181,7 +193,8 @@ def test_damaged_checkpoint_is_refused_clearly(tokenizer, tmp_path):
 
 def test_bf16_autocast_path_runs_on_cpu(tokenizer, tokens):
     model = small_model(tokenizer)
-    cfg = TrainingConfig(max_steps=3, batch_size=2, precision="bf16", eval_interval=3, eval_batches=1, progress=False)
+    cfg = TrainingConfig(max_steps=3, batch_size=2, precision="bf16", eval_interval=3, eval_batches=1,
+                         progress=False)
     trainer = Trainer(model, tokens, tokens[-300:], cfg)
     assert trainer.uses_bf16
     history = trainer.fit()
@@ -220,13 +233,16 @@ def test_estimate_loss_and_the_tutorial_loop(tokenizer, tokens):
 
 
 def test_a_nan_validation_loss_is_divergence_and_nothing_is_saved(tokenizer, tokens, tmp_path, monkeypatch):
-    cfg = TrainingConfig(max_steps=4, batch_size=2, eval_interval=2, eval_batches=1, out_dir=str(tmp_path), progress=False)
+    cfg = TrainingConfig(max_steps=4, batch_size=2, eval_interval=2, eval_batches=1, out_dir=str(tmp_path),
+                         progress=False)
     trainer = Trainer(small_model(tokenizer), tokens, tokens[-300:], cfg, tokenizer=tokenizer)
     calls = iter([2.5, float("nan")])
     monkeypatch.setattr(trainer, "evaluate", lambda: next(calls))
-    with pytest.raises(TrainingDiverged, match=r"validation loss is nan.*last good checkpoint is .*step-00000002"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"validation loss is nan.*last good checkpoint is .*step-00000002"):
         trainer.fit()
-    assert latest_checkpoint(tmp_path).name == "step-00000002" and not (tmp_path / "checkpoints" / "step-00000004").exists()
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
+    assert not (tmp_path / "checkpoints" / "step-00000004").exists()
 
 
 def test_weights_that_are_not_finite_are_never_saved(tokenizer, tokens, tmp_path):
@@ -240,8 +256,8 @@ def test_weights_that_are_not_finite_are_never_saved(tokenizer, tokens, tmp_path
     cfg = TrainingConfig(max_steps=6, batch_size=2, eval_interval=2, eval_batches=1, log_interval=1,
                          out_dir=str(tmp_path), progress=False)
     trainer = Trainer(model, tokens, None, cfg, tokenizer=tokenizer, callbacks=[poison])
-    with pytest.raises(TrainingDiverged, match=r"wte.weight holds NaN.*no checkpoint was written; the last good "
-                                               r"checkpoint is .*step-00000002"):
+    with pytest.raises(TrainingDiverged, match=r"wte.weight holds NaN.*no checkpoint was written; "
+                                               r"the last good checkpoint is .*step-00000002"):
         trainer.fit()
     assert latest_checkpoint(tmp_path).name == "step-00000002"
     with pytest.raises(ValueError, match="not saving step 4: the weight transformer.wte.weight holds NaN"):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tfa_core import GPTConfigALiBi, get_model
-from tfa_core.teaching.widgets import alibi_bias_widget, channel_mix_widget, slopes_widget, stream_norms_widget
+from tfa_core.teaching.widgets import (alibi_bias_widget, channel_mix_widget, slopes_widget,
+                                       stream_norms_widget)
 
 PNG = b"\x89PNG"
 
@@ -101,7 +102,8 @@ def lens_model():
     from tfa_core import create_tokenizer
 
     tokenizer = create_tokenizer("character", text="abcdefgh ,.\n")
-    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=16, vocab_size=len(tokenizer), dropout=0.0)
+    config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=16, vocab_size=len(tokenizer),
+                            dropout=0.0)
     torch.manual_seed(0)
     return get_model("FactoredALiBi", config).eval(), tokenizer
 
@@ -159,7 +161,8 @@ def test_lens_attention_widget_names_bad_arguments():
 
     model, tokenizer = lens_model()
     with pytest.raises(TypeError, match="token-factored model"):
-        vanilla = get_model("Vanilla", GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=20))
+        vanilla = get_model("Vanilla",
+                            GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=20))
         lens_attention_widget(vanilla, tokenizer)
     with pytest.raises(ValueError, match="max_tokens must be between 1 and 64"):
         lens_attention_widget(model, tokenizer, max_tokens=100)
@@ -230,7 +233,8 @@ def test_saved_notebooks_show_figures_where_no_widget_front_end_runs():
     widget_outputs = 0
     for path in sorted((root / "course").glob("*.ipynb")):
         notebook = json.loads(path.read_text())
-        assert static_outputs.problems(notebook) == [], f"{path.name}: run python book/static_outputs.py {path}"
+        assert static_outputs.problems(notebook) == [], (
+            f"{path.name}: run python book/static_outputs.py {path}")
         widget_outputs += sum(static_outputs.VIEW in output.get("data", {})
                               for cell in notebook["cells"] for output in cell.get("outputs", []))
     assert widget_outputs >= 6  # 02, 03 (two), 04, 06's progress bar, 08
