@@ -123,7 +123,7 @@ def test_windows_as_a_list_or_floats_are_named():
     assert result.status == INCORRECT and "expected a torch.Tensor, got list" in result.message
     answer = solutions("07_length_extrapolation").sliding_windows
     result = check("07.sliding_windows", lambda n, L, S: answer(n, L, S).float())
-    assert "expected integer ids" in result.message
+    assert "expected an integer tensor (int64), got dtype torch.float32" in result.message
     assert check("07.sliding_windows", answer).status == CORRECT
 
 

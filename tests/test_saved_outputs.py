@@ -17,11 +17,6 @@ NOTEBOOKS = sorted((ROOT / "course").glob("[0-9][0-9]_*.ipynb"))
 FULL = "quick     off: the full lesson"
 QUICK = "quick     on"
 
-# Notebooks 06-09 take 4-15 minutes each in the full lesson. Their sources changed in the same branch as
-# this test and the lead re-runs them with `make lesson NOTEBOOKS="06 07 08 09"` before merging; until
-# then a quick-mode save there is an expected failure, not an error. Once they are re-run, delete this
-# set: every notebook is then held to the full lesson.
-AWAITING_THE_FULL_RERUN = {"06", "07", "08", "09"}
 
 
 def saved_mode(path: Path) -> str:
@@ -41,8 +36,7 @@ def test_the_report_names_every_notebook_saved_in_quick_mode():
     """One line per notebook, so a failing run says at once which notebooks to re-run."""
     modes = {path.name: saved_mode(path) for path in NOTEBOOKS}
     assert len(modes) == 10 and "unknown" not in modes.values(), modes
-    quick = sorted(name for name, mode in modes.items()
-                   if mode == "quick" and name[:2] not in AWAITING_THE_FULL_RERUN)
+    quick = sorted(name for name, mode in modes.items() if mode == "quick")
     assert not quick, ("saved with quick-mode outputs: " + ", ".join(quick)
                        + '; run `make lesson NOTEBOOKS="' + " ".join(n[:2] for n in quick) + '"`')
 
@@ -50,8 +44,6 @@ def test_the_report_names_every_notebook_saved_in_quick_mode():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_notebook_is_saved_with_the_full_lessons_outputs(path):
     mode = saved_mode(path)
-    if mode == "quick" and path.name[:2] in AWAITING_THE_FULL_RERUN:
-        pytest.xfail(f"{path.name} is saved in quick mode; the lead's `make lesson` re-run fixes it")
     assert mode == "full", (f"{path.name} is saved with {mode}-mode outputs; run "
                             f"`make lesson NOTEBOOKS={path.name[:2]}` (benchmarks/course_times.py --write)")
 
