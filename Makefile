@@ -31,6 +31,7 @@ course: install
 	$(BIN)/jupyter lab course/
 
 test: install
+	$(BIN)/ruff check tfa_core tests benchmarks solutions book docs
 	TFA_QUICK=1 $(BIN)/python -m pytest
 
 # The committed notebooks as they are, nothing executed; about 15 s.
