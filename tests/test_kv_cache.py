@@ -112,12 +112,8 @@ def test_one_new_query_gets_the_last_row_of_the_square_bias():
     assert torch.equal(dense_bias(slopes, 1, 5), row[None])  # (1, H, 1, 5): 4-D for the fused kernel
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config, monkeypatch, fast):
-    """With or without the speed room's decoding ramp, a cached step's bias is the square bias's
-    last row."""
-    model = build("FactoredALiBi", config)
-    model.fast_attention = fast
+def masks_given_to_sdpa(monkeypatch) -> list:
+    """Every ``attn_mask`` handed to ``F.scaled_dot_product_attention`` from now on, in call order."""
     seen = []
     real = F.scaled_dot_product_attention
 
@@ -126,6 +122,16 @@ def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config,
         return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    return seen
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_model_uses_the_last_row_of_the_square_bias_in_a_cached_step(config, monkeypatch, fast):
+    """With or without the speed room's decoding ramp, a cached step's bias is the square bias's
+    last row."""
+    model = build("FactoredALiBi", config)
+    model.fast_attention = fast
+    seen = masks_given_to_sdpa(monkeypatch)
     with torch.no_grad():
         cache = model(prompt(length=11), use_cache=True)["past_key_values"]
         seen.clear()
@@ -147,14 +153,7 @@ def test_decoding_steps_slice_one_ramp_and_build_no_bias(name, config, monkeypat
     built = []
     real = fast_attention.alibi_bias
     monkeypatch.setattr(fast_attention, "alibi_bias", lambda *a: built.append(a[1:]) or real(*a))
-    seen = []
-    real_sdpa = F.scaled_dot_product_attention
-
-    def recording(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
-        seen.append(attn_mask)
-        return real_sdpa(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
-
-    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    seen = masks_given_to_sdpa(monkeypatch)
     with torch.no_grad():
         cache = model(prompt(length=11), use_cache=True)["past_key_values"]
         for step in range(30):
