@@ -62,6 +62,7 @@ bench: install
 		| tee $(RESULTS)/long_eval_memory_live.txt
 	$(BIN)/python benchmarks/model_comparison.py | tee benchmarks/results/comparison/model_comparison.txt
 	$(BIN)/python benchmarks/loss_budget.py | tee $(RESULTS)/loss_budget.txt
+	TORCHINDUCTOR_CACHE_DIR=$$(mktemp -d) $(BIN)/python benchmarks/compile_speed.py | tee $(RESULTS)/compile_speed.txt
 
 # No venv here: a GPU machine brings its own CUDA build of torch (the CPU pin would hide the GPU).
 gpu-check:
