@@ -45,7 +45,7 @@ browser-test: install book
 	CHROMIUM="$(CHROMIUM)" $(BIN)/python tests/browser/check_course.py
 
 # The notebooks are saved with the full lesson's outputs (what readers see before running anything);
-# quick mode is for CI only. About 40 minutes for all ten on two CPU cores.
+# quick mode is for CI only. About 26 minutes for all ten on two CPU cores.
 NOTEBOOKS ?=
 lesson: install
 	$(BIN)/python benchmarks/course_times.py --write $(NOTEBOOKS)

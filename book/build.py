@@ -10,6 +10,7 @@ builder fetches its site theme from the network when it builds).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,8 @@ def landing_page(notebooks: list[Path]) -> str:
     """The README's introduction, then the course table with a link to each notebook's page."""
     readme = (ROOT / "README.md").read_text()
     introduction = readme.split("\n## Using `tfa_core`", 1)[0].rstrip()
+    # links to the README's later sections: the book's landing page ends before them (plain text instead)
+    introduction = re.sub(r"\[([^\]]+)\]\(#(?!the-course\))[^)]*\)", r"\1", introduction)
     course = (ROOT / "course" / "README.md").read_text()
     table = "\n".join(line for line in course.splitlines() if line.startswith("|"))
     for path in notebooks:
@@ -42,9 +45,17 @@ def main() -> int:
     shutil.rmtree(BOOK / "_build", ignore_errors=True)
     source.mkdir(parents=True)
     notebooks = sorted((ROOT / "course").glob("[0-9][0-9]_*.ipynb"))
+    (source / "solutions").mkdir()
+    for answers in (ROOT / "solutions").glob("*.py"):
+        shutil.copy(answers, source / "solutions" / answers.name)
     for path in notebooks:
         notebook = json.loads(path.read_text())
         fix(notebook)  # already done in the committed notebooks; a safety net for a freshly saved one
+        for cell in notebook["cells"]:  # the reference answers sit beside the pages (download links)
+            if cell["cell_type"] == "markdown":
+                # a link to the folder itself becomes its text; links to its files, download links
+                text = re.sub(r"\[([^\]]+)\]\(\.\./solutions/\)", r"\1", "".join(cell["source"]))
+                cell["source"] = text.replace("](../solutions/", "](solutions/")
         (source / path.name).write_text(json.dumps(notebook, ensure_ascii=False))
     (source / "index.md").write_text(landing_page(notebooks))
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going", "-c", str(BOOK),
