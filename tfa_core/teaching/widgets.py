@@ -251,6 +251,7 @@ def stream_norms_widget(model, input_ids: torch.Tensor):
         right.plot(layers, [float(n.mean()) for n in xe_norms], "o-", label="mean ‖xe‖")
         right.axvline(layer, color="#888888", linestyle=":")
         right.set_xlabel("blocks passed")
+        right.set_ylabel("mean norm")
         right.set_xticks(list(layers))
         right.set_title("through the layers")
         right.legend(fontsize=8)
@@ -292,6 +293,8 @@ def channel_mix_widget(n_head: int = 3, head_dim: int = 4):
         image = right.imshow(lift.numpy(), cmap="RdBu", vmin=-1, vmax=1)
         C = n_head * head_dim
         right.set_title(f"V ⊗ I_{head_dim} ({C} x {C}): what it stands for")
+        right.set_xlabel("input channel")
+        right.set_ylabel("output channel")
         for edge in range(head_dim, C, head_dim):
             right.axhline(edge - 0.5, color="#888888", linewidth=0.5)
             right.axvline(edge - 0.5, color="#888888", linewidth=0.5)
