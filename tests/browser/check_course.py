@@ -333,9 +333,13 @@ def check_notebook(page, lab: Lab, name: str, report: Report, widths: dict, time
     stderr = page.locator(".jp-NotebookPanel:visible [data-mime-type='application/vnd.jupyter.stderr']")
     for i in range(stderr.count()):
         report.fact(f"stderr output (not an error): {stderr.nth(i).inner_text()[:200]!r}")
-    report.check(outputs.count() == len(widget_cells),
-                 f"{outputs.count()} widget views after Run All, "
-                 f"one for each of the {len(widget_cells)} saved")
+    # the course's own widgets carry their figure (image/png); progress bars of the full lesson's training
+    # runs are saved too, but quick mode (this test) trains some models without a bar
+    course_widgets = [(i, k) for i, k in widget_cells
+                      if "image/png" in notebook["cells"][i]["outputs"][k]["data"]]
+    report.check(len(course_widgets) <= outputs.count() <= len(widget_cells),
+                 f"{outputs.count()} widget views after Run All: every one of the {len(course_widgets)} "
+                 f"saved course widgets, and at most the {len(widget_cells)} saved widget outputs")
     for i in range(outputs.count()):
         widget = outputs.nth(i)
         widget.scroll_into_view_if_needed()
