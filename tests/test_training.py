@@ -303,3 +303,19 @@ def test_history_reading_tolerates_damage_and_rewrites_atomically(tmp_path, monk
     monkeypatch.undo()
     write_history(path, records)
     assert read_history(path) == (records, [])
+
+
+def test_checkpoints_honour_the_users_umask(tokenizer, tmp_path):
+    """A group sharing the storage can read a run (issue #19): folders and files follow the umask,
+    where tempfile.mkdtemp used to make every checkpoint folder 0700."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "run", small_model(tokenizer), 3, tokenizer=tokenizer)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()} == {0o644}
+    assert load_checkpoint(tmp_path / "run").step == 3

@@ -32,8 +32,9 @@ import os
 import random
 import re
 import shutil
+import stat
 import struct
-import tempfile
+import secrets
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,10 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     clean_leftovers(run_dir)
     name = f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder))
+    # os.mkdir honours the user's umask (tempfile.mkdtemp would make it 0700 whatever the umask), so a
+    # group that shares the storage can read the run; the random part keeps two saves apart
+    tmp = folder / f".{name}-{secrets.token_hex(4)}"
+    tmp.mkdir()
     try:
         save_model(model, str(tmp / "model.safetensors"))
         tensors, rng_plain = _capture_rng(data_generator)
@@ -246,7 +250,9 @@ def save_checkpoint(
         }
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         (tmp / CHECKSUMS).write_text("".join(f"{_sha256(tmp / f)}  {f}\n" for f in FILES))
+        readable = stat.S_IMODE(tmp.stat().st_mode) & 0o666  # the umask's file mode (safetensors writes 0600)
         for file in tmp.iterdir():  # on disk before the rename makes the checkpoint visible
+            file.chmod(readable)
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
         final = folder / name
