@@ -1,13 +1,10 @@
-import csv
 import math
 
 import pytest
 import torch
 
 import tfa_core.model.fast_attention as attention_module
-import tfa_core.experiments.study as study_module
 from tfa_core import GPTConfigALiBi, get_model
-from tfa_core.cli import main
 from tfa_core.experiments.evaluation import evaluate_length, test_length_extrapolation, token_losses
 
 
@@ -80,32 +77,3 @@ def test_the_tutorial_extrapolation_check(capsys):
     assert [r["length"] for r in results] == [16, 64] and all(r["ok"] for r in results)
     assert [r["tokens"] for r in results] == [16, 64]
     assert "64 tokens (4x block_size): ok" in capsys.readouterr().out
-
-
-def test_the_study_writes_its_table_report_and_plots(tmp_path, monkeypatch):
-    text = tmp_path / "text.txt"
-    text.write_text("Shall I compare thee to a summer's day? Thou art more lovely and more temperate. " * 60)
-    monkeypatch.setitem(study_module.RECIPES, "tiny", dict(
-        tokenizer="character", preset="character", block_size=16, steps=4, batch_size=4, learning_rate=1e-3,
-        warmup_steps=1, lengths=[16, 32, 64], eval_tokens=400, config_overrides=dict(n_layer=1, n_embd=16)))
-    models = ["FactoredALiBi", "Factored", "Vanilla", "VanillaALiBi"]
-    rows = study_module.run_extrapolation_study(tmp_path / "out", recipe="tiny", models=models,
-                                                data=str(text), progress=False)
-    assert len(rows) == 4 * 3 * 2
-    with open(tmp_path / "out" / "results.csv") as handle:
-        table = list(csv.DictReader(handle))
-    assert len(table) == 24 and table[0]["model"] == "FactoredALiBi"
-    learned_long = [r for r in table if r["model"] == "Vanilla" and r["length"] == "64"]
-    assert all(r["loss"] == "nan" and "table ends at 16" in r["note"] for r in learned_long)
-    report = (tmp_path / "out" / "report.md").read_text()
-    assert "| FactoredALiBi | alibi |" in report and "| standard block |" in report
-    assert "| Vanilla | learned | " in report
-    for picture in ("perplexity.png", "loss_by_position.png"):
-        assert (tmp_path / "out" / picture).stat().st_size > 5000
-    with pytest.raises(ValueError, match="unknown model 'GPT5'"):
-        study_module.run_extrapolation_study(tmp_path / "x", recipe="tiny", models=["GPT5"], data=str(text))
-
-
-def test_extrapolate_command_rejects_a_bad_model(tmp_path, capsys):
-    assert main(["extrapolate", "--out", str(tmp_path), "--models", "GPT5", "--no-progress"]) == 2
-    assert "unknown model 'GPT5'" in capsys.readouterr().err

@@ -103,6 +103,31 @@ def length_list(text: str) -> list[int]:
     return lengths
 
 
+def whole_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers (seeds), all different."""
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers such as 1337,1338,1339, got {text!r}") from None
+    if any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"seeds must be different whole numbers, 0 or more, got {text}")
+    return values
+
+
+def rate_list(text: str) -> list[float]:
+    """An argparse type: comma-separated learning rates, each above 0 and finite."""
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 1e-3,2e-3,4e-3, got {text!r}") from None
+    if not all(math.isfinite(v) and 0 < v < 1 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(
+            f"learning rates must be different numbers between 0 and 1, got {text}")
+    return values
+
+
 def run_folder(text: str) -> str:
     """An argparse type: a folder path that is not empty and not an existing file."""
     if not text.strip():
@@ -489,13 +514,13 @@ def command_info(args) -> int:
 def command_extrapolate(args) -> int:
     from tfa_core.experiments.study import run_extrapolation_study
 
-    rows = run_extrapolation_study(
+    records = run_extrapolation_study(
         args.out, recipe=args.recipe, models=args.models.split(",") if args.models else None,
-        steps=args.steps, lengths=args.lengths,
-        data=args.data, seed=args.seed, device=args.device, progress=not args.no_progress)
+        ablations=not args.no_ablations, seeds=args.seeds, learning_rates=args.lrs, steps=args.steps,
+        lengths=args.lengths, data=args.data, device=args.device, progress=not args.no_progress)
     print((Path(args.out) / "report.md").read_text())
-    print(f"wrote {len(rows)} results to {Path(args.out) / 'results.csv'}, plots perplexity.png and "
-          "loss_by_position.png")
+    print(f"{len(records)} runs in {Path(args.out) / 'runs'}; wrote report.md, results.csv, summary.csv, "
+          "sweep.csv, perplexity.png and loss_by_position.png")
     return 0
 
 
@@ -535,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", type=device_name, default="cpu")
     evaluate.set_defaults(run_command=command_evaluate)
 
-    study = commands.add_parser("extrapolate", help="the length-extrapolation study: train short, test long")
+    study = commands.add_parser(
+        "extrapolate", help="the length-extrapolation study: train short, test long (resumes in --out)")
     study.add_argument("--recipe", default="cpu", choices=["cpu", "cuda"])
     study.add_argument("--out", required=True, type=run_folder,
                        help="folder for results.csv, report.md and the plots")
@@ -544,8 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training steps per model (default: the recipe's)")
     study.add_argument("--lengths", type=length_list,
                        help="comma-separated evaluation lengths (default: the recipe's)")
+    study.add_argument("--seeds", "--seed", type=whole_list,
+                       help="comma-separated seeds, the first also for the rate sweep "
+                       "(default: the recipe's 3)")
+    study.add_argument("--lrs", "--learning-rates", type=rate_list,
+                       help="comma-separated learning-rate grid (default: the recipe's; one rate: no sweep)")
+    study.add_argument("--no-ablations", action="store_true", help="leave out the factored block's ablations")
     study.add_argument("--data", default="shakespeare")
-    study.add_argument("--seed", type=whole_number(0), default=1337)
     study.add_argument("--device", type=device_name, default="auto")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run_command=command_extrapolate)

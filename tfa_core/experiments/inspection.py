@@ -30,7 +30,9 @@ from tfa_core.model.common import split_heads
 from tfa_core.model.factored import FactoredCausalSelfAttention, FactoredTransformerModelALiBi
 from tfa_core.model.positions import apply_rotary, rotary_angles
 
-__all__ = ["lens_logits", "logit_lens", "token_ranks", "layer_attention", "attention_maps"]
+__all__ = ["lens_logits", "logit_lens", "token_ranks", "reads_as_context", "layer_attention",
+           "attention_maps"]
+
 
 def lens_logits(stream: torch.Tensor, ln_f: nn.Module, wte: torch.Tensor) -> torch.Tensor:
     """Read a stream as tokens the way the model reads its final state: ``ln_f(stream) @ wte^T``.
@@ -119,6 +121,27 @@ def token_ranks(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     ids = token_ids.to(logits.device).expand(logits.shape[:-1])
     own = logits.gather(-1, ids[..., None])  # (..., 1)
     return (logits > own).sum(dim=-1)
+
+
+@torch.no_grad()
+def reads_as_context(model, input_ids: torch.Tensor, stream: str | None = None) -> float:
+    """How token-like a stream stays: the fraction of positions where the logit lens of ``stream``
+    after the last block names, as its first choice, a token of the context (the current input token
+    or an earlier one). The measure notebooks 02 and 08 use, as one number for the study's ablations.
+
+    ``stream``: ``"xt"`` (the default for factored models), ``"xe"``, ``"xt+xe"``, or ``"x"`` (the
+    default, and the only stream, for single-stream models). ``input_ids``: ``(T,)`` or ``(B, T)``.
+    A mixture of context embeddings reads as one of them nearly always; a stream the MLPs write reads
+    as the next token or as nothing in the context far more often.
+    """
+    lens = logit_lens(model, input_ids)
+    stream = stream or ("xt" if "xt" in lens else "x")
+    if stream not in lens:
+        raise ValueError(f"this model has no stream {stream!r}; it has {list(lens)}")
+    ids = _one_batch(model, input_ids).cpu()  # (B, T)
+    first = lens[stream][-1].argmax(-1)  # (B, T): the lens's first choice after the last block
+    in_context = (first[:, :, None] == ids[:, None, :]).tril()  # (B, T query, T context): j <= t
+    return in_context.any(-1).float().mean().item()
 
 
 def layer_attention(attn: FactoredCausalSelfAttention, h: torch.Tensor, slopes: torch.Tensor | None = None,

@@ -1,217 +1,282 @@
-"""The length-extrapolation study: train short, test long, for every way of encoding positions.
+"""The length-extrapolation study: train short, test long, for every way of encoding positions --
+with a learning rate chosen per model, several seeds, and ablations of the factored block.
 
-Every model is trained with the same seed, data, steps and training length, then evaluated at
-1x to 16x that length, with non-overlapping and with sliding windows. The results go to a CSV file,
-a Markdown report and two plots (perplexity against length; loss by position in the window).
+What one study does, for every *variant* (a registry model, or ``FactoredALiBi`` with one of its
+choices undone, ``ablations.py``):
 
-    tfa extrapolate --recipe cpu --out runs/study        # minutes per model on a laptop CPU
-    tfa extrapolate --recipe cuda --out runs/study-gpu   # GPT-2 BPE, small preset, up to 4096
+1. **A learning rate per variant.** Train once (the first seed) at every rate of the recipe's grid and
+   score each run on the *tuning* half of the held-out text, at the training length. The lowest loss
+   wins; when it sits at an end of the grid, the grid grows past that end (x2 or /2, at most
+   ``max_extensions`` times), so no variant is stuck at the edge of a range chosen for another. The
+   same rule for every variant.
+2. **Several seeds** at the chosen rate (the run of step 1 is the first of them): every run is scored
+   on the *report* half of the held-out text -- text the choice of rate never saw -- at 1x to 16x the
+   training length, with non-overlapping and with sliding windows.
+3. **How token-like ``xt`` stays** (the logit-lens measure of notebooks 02 and 08), for every run.
+
+Each finished run is written at once to ``runs/<variant>/lr<rate>-seed<seed>.json``; a study started
+again with the same ``out_dir`` and settings reads those back and runs only what is missing, so it can
+span sessions. ``study_report.py`` turns the runs into tables (mean +- standard deviation over seeds),
+a report and plots.
+
+    tfa extrapolate --recipe cpu --out runs/study        # every variant, 3 rates, 3 seeds: hours on a CPU
+    tfa extrapolate --recipe cpu --out runs/quick --models FactoredALiBi,Vanilla --seeds 1 --lrs 1e-3
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import math
+import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from tfa_core.model.config import load_alibi_config_preset
 from tfa_core.data.corpus import load_text, train_val_split
-from tfa_core.training.distributed import pick_device
-from tfa_core.experiments.evaluation import evaluate_length
-from tfa_core.model.registry import get_model, position_scheme_of
 from tfa_core.data.tokenizers import create_tokenizer
-from tfa_core.training.trainer import Trainer, TrainingConfig
+from tfa_core.experiments.evaluation import evaluate_length
+from tfa_core.experiments.inspection import reads_as_context
+from tfa_core.model.config import load_alibi_config_preset
+from tfa_core.model.registry import get_model, position_scheme_of
+from tfa_core.training.distributed import pick_device
+from tfa_core.training.trainer import Trainer, TrainingConfig, TrainingDiverged
 
-__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "write_report", "plot_study"]
+__all__ = ["RECIPES", "STUDY_MODELS", "ABLATIONS", "Variant", "study_variants", "choose_learning_rate",
+           "run_extrapolation_study"]
 
 STUDY_MODELS = ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE",
-                "Vanilla", "VanillaALiBi"]
+                "Vanilla", "VanillaALiBi", "VanillaSinusoidal", "VanillaRotary", "VanillaNoPE"]
 
 RECIPES = {
-    # character level, 4L-4H-128D, trained at 128: a few minutes per model on two CPU cores
+    # character level, 4L-4H-128D, trained at 128 for 600 steps: about two minutes a run on two CPU cores
     "cpu": dict(tokenizer="character", preset="character", block_size=128, steps=600, batch_size=32,
-                learning_rate=1e-3, warmup_steps=50, lengths=[128, 256, 512, 1024, 2048], eval_tokens=32768),
+                learning_rates=[1e-3, 2e-3, 4e-3], seeds=[1337, 1338, 1339], warmup_steps=50,
+                lengths=[128, 256, 512, 1024, 2048], eval_tokens=32768),
     # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU
     "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=5000, batch_size=32,
-                 learning_rate=6e-4, warmup_steps=200, lengths=[256, 512, 1024, 2048, 4096],
-                 eval_tokens=131072),
+                 learning_rates=[3e-4, 6e-4, 1.2e-3], seeds=[1337, 1338, 1339], warmup_steps=200,
+                 lengths=[256, 512, 1024, 2048, 4096], eval_tokens=131072),
 }
 
 
-def _architecture(model_type: str) -> str:
-    return "factored" if model_type.startswith("Factored") else "standard"
+@dataclass(frozen=True)
+class Variant:
+    """One line of the study: a registry model, with config overrides for an ablation."""
+
+    label: str
+    model: str
+    overrides: dict = field(default_factory=dict, hash=False)
+    ablation: bool = False
+
+    @property
+    def slug(self) -> str:
+        """The variant's folder name under ``runs/``."""
+        return "".join(c if c.isalnum() else "-" for c in self.label).strip("-")
 
 
-def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: int | None = None,
-                            lengths=None, data: str = "shakespeare", seed: int = 1337, device: str = "auto",
-                            eval_tokens: int | None = None, progress: bool = True) -> list[dict]:
-    """Train and evaluate every model in ``models`` (default: :data:`STUDY_MODELS`) with one recipe.
+ABLATIONS = [
+    # values from xt + xe: the same function as "the MLP writes xt" (ablations.py; a test shows it)
+    Variant("FactoredALiBi, values from xt + xe", "FactoredALiBiMixedValues", ablation=True),
+    Variant("FactoredALiBi + V", "FactoredALiBi", {"use_v": True}, ablation=True),
+    Variant("FactoredALiBi + P", "FactoredALiBi", {"use_proj": True}, ablation=True),
+    Variant("FactoredALiBi + V + P", "FactoredALiBi", {"use_v": True, "use_proj": True}, ablation=True),
+]
 
-    Writes ``results.csv``, ``report.md``, ``perplexity.png`` and ``loss_by_position.png`` into
-    ``out_dir`` (and each model's checkpoint under ``out_dir/models``). Returns the result rows.
+
+def study_variants(models=None, ablations: bool = True) -> list[Variant]:
+    """The variants a study runs: ``models`` (default :data:`STUDY_MODELS`), then :data:`ABLATIONS`."""
+    variants = [Variant(name, name) for name in (models or STUDY_MODELS)]
+    for variant in variants:
+        position_scheme_of(variant.model)  # an unknown name fails now, not after an hour of training
+    return variants + (list(ABLATIONS) if ablations else [])
+
+
+def choose_learning_rate(tune_losses: dict[float, float], max_rate: float = 0.1,
+                         min_rate: float = 1e-5) -> tuple[float, float | None]:
+    """The rate with the lowest tuning loss, and the next rate to try (``None``: the choice stands).
+
+    When the best rate is the highest (lowest) tried, the next to try is twice (half) it -- unless
+    that leaves ``[min_rate, max_rate]``. A run that diverged counts as an infinite loss.
     """
+    if not tune_losses:
+        raise ValueError("no learning rate was tried")
+    rates = sorted(tune_losses)
+    best = min(rates, key=lambda rate: (tune_losses[rate], rate))
+    if len(rates) > 1 and best == rates[-1] and best * 2 <= max_rate:
+        return best, best * 2
+    if len(rates) > 1 and best == rates[0] and best / 2 >= min_rate:
+        return best, best / 2
+    return best, None
+
+
+def _fingerprint(settings: dict, text: str) -> dict:
+    """What must match for a saved run to count in this study: the recipe's settings and the text."""
+    keys = ("tokenizer", "preset", "block_size", "steps", "batch_size", "warmup_steps", "lengths",
+            "eval_tokens", "dropout", "config_overrides")
+    settings = {"dropout": 0.0, "config_overrides": {}, **settings}
+    return {**{k: settings[k] for k in keys}, "data_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def _rate_name(rate: float) -> str:
+    return f"{rate:.3g}"
+
+
+def _write_json(path: Path, value) -> None:
+    """Write atomically: a study stopped mid-write leaves the previous file or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value))
+    os.replace(partial, path)
+
+
+class _Study:
+    """The data, settings and saved runs of one study folder."""
+
+    def __init__(self, out_dir: Path, settings: dict, data: str, strip_markdown: bool, device: str):
+        self.out_dir, self.settings, self.device = out_dir, settings, device
+        text = load_text(data, strip_markdown=strip_markdown)
+        self.tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
+                          else create_tokenizer("character", text=text))
+        self.train, held_out = train_val_split(torch.tensor(self.tokenizer.encode(text)), 0.1)
+        half = len(held_out) // 2
+        self.tune, self.report = held_out[:half], held_out[half:]  # choose rates on one, report the other
+        self.fingerprint = _fingerprint(settings, text)
+
+    def path(self, variant: Variant, rate: float, seed: int) -> Path:
+        return self.out_dir / "runs" / variant.slug / f"lr{_rate_name(rate)}-seed{seed}.json"
+
+    def saved(self, variant: Variant, rate: float, seed: int) -> dict | None:
+        """A finished run of this study, or ``None``; a run made with other settings is an error."""
+        path = self.path(variant, rate, seed)
+        if not path.exists():
+            return None
+        record = json.loads(path.read_text())
+        if record.get("fingerprint") != self.fingerprint:
+            raise ValueError(f"{path} was made with other settings or data than this study "
+                             f"({record.get('fingerprint')} vs {self.fingerprint}); use another --out, "
+                             "or delete its runs/ folder to start this study again")
+        return record
+
+    def run(self, variant: Variant, rate: float, seed: int) -> dict:
+        """Train one variant at one rate and seed, evaluate it, save the record and return it."""
+        record = self.saved(variant, rate, seed)
+        if record is not None:
+            return record
+        s = self.settings
+        config = load_alibi_config_preset(s["preset"], block_size=s["block_size"],
+                                          max_position_embeddings=max(s["lengths"]),
+                                          dropout=s.get("dropout", 0.0),
+                                          **{**s.get("config_overrides", {}), **variant.overrides})
+        config.update_from_tokenizer(self.tokenizer)
+        torch.manual_seed(seed)
+        model = get_model(variant.model, config)
+        training = TrainingConfig(max_steps=s["steps"], batch_size=s["batch_size"], learning_rate=rate,
+                                  warmup_steps=min(s["warmup_steps"], s["steps"]), eval_interval=s["steps"],
+                                  eval_batches=10, seed=seed, device=self.device, progress=False)
+        started = time.perf_counter()
+        try:
+            history = Trainer(model, self.train, None, training, tokenizer=self.tokenizer).fit()
+            diverged = False
+        except TrainingDiverged:
+            history, diverged = [], True
+        record = {"label": variant.label, "model": variant.model, "overrides": variant.overrides,
+                  "ablation": variant.ablation, "positions": position_scheme_of(variant.model),
+                  "architecture": "factored" if variant.model.startswith("Factored") else "standard",
+                  "learning_rate": rate, "seed": seed, "diverged": diverged,
+                  "train_seconds": round(time.perf_counter() - started, 1),
+                  "final_train_loss": next((r["loss"] for r in reversed(history) if r.get("kind") == "train"),
+                                           None),
+                  "fingerprint": self.fingerprint}
+        record.update(self._evaluate(model) if not diverged else
+                      {"tune_loss": math.inf, "evaluations": [], "reads_as_context": {}})
+        _write_json(self.path(variant, rate, seed), record)
+        return record
+
+    def _evaluate(self, model) -> dict:
+        s, device = self.settings, self.device
+        tune = evaluate_length(model, self.tune, s["block_size"], "non_overlapping",
+                               max_tokens=s["eval_tokens"], device=device)
+        evaluations = []
+        for length in s["lengths"]:
+            for mode in ("non_overlapping", "sliding"):
+                result = evaluate_length(model, self.report, length, mode, max_tokens=s["eval_tokens"],
+                                         device=device)
+                evaluations.append({"length": length, "mode": mode, "loss": result.loss,
+                                    "tokens_scored": result.tokens_scored, "note": result.note,
+                                    "loss_by_position": result.loss_by_position})
+        windows = self.report[: 8 * s["block_size"]].view(8, s["block_size"]).to(device)
+        streams = ("xt", "xt+xe") if model.__class__.__name__.startswith("Factored") else ("x",)
+        return {"tune_loss": tune.loss, "evaluations": evaluations,
+                "reads_as_context": {name: reads_as_context(model, windows, name) for name in streams}}
+
+
+def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations: bool = True,
+                            seeds=None, learning_rates=None, max_extensions: int = 2,
+                            steps: int | None = None,
+                            lengths=None, data: str = "shakespeare", strip_markdown: bool | None = None,
+                            device: str = "auto", eval_tokens: int | None = None,
+                            progress: bool = True) -> list[dict]:
+    """Run (or finish) the study in ``out_dir`` and write its report; returns every run's record.
+
+    ``models``: registry names (default :data:`STUDY_MODELS`); ``ablations``: add :data:`ABLATIONS`.
+    ``seeds`` and ``learning_rates`` (the grid) default to the recipe's; one rate means no sweep.
+    ``strip_markdown``: ``None`` strips the bundled Shakespeare's markdown and leaves other text as
+    it is. Writes ``report.md``, ``results.csv``, ``summary.csv``, ``sweep.csv`` and the plots
+    (``study_report.py``).
+    """
+    from tfa_core.experiments.study_report import write_study_outputs
+
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
     settings = dict(RECIPES[recipe])
-    models = list(models or STUDY_MODELS)
-    for name in models:
-        position_scheme_of(name)  # an unknown name fails now, not after an hour of training
-    steps = steps or settings["steps"]
-    lengths = list(lengths or settings["lengths"])
-    eval_tokens = eval_tokens or settings["eval_tokens"]
+    settings.update({k: v for k, v in dict(steps=steps, lengths=lengths, eval_tokens=eval_tokens).items()
+                     if v is not None})
+    settings["lengths"] = sorted(settings["lengths"])
+    seeds = list(seeds or settings["seeds"])
+    grid = sorted(learning_rates or settings["learning_rates"])
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be different from each other, got {seeds}")
+    variants = study_variants(models, ablations)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(device)
+    if strip_markdown is None:
+        strip_markdown = data == "shakespeare"
+    study = _Study(out_dir, settings, data, strip_markdown, pick_device(device))
 
-    text = load_text(data, strip_markdown=True)
-    tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
-                 else create_tokenizer("character", text=text))
-    train, val = train_val_split(torch.tensor(tokenizer.encode(text)), 0.1)
-    rows = []
-    stages = tqdm(total=2 * len(models), desc="study", unit="stage", disable=not progress)
-    for name in models:
-        config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
-                                          max_position_embeddings=max(lengths), dropout=0.0,
-                                          **settings.get("config_overrides", {}))
-        config.update_from_tokenizer(tokenizer)
-        torch.manual_seed(seed)
-        model = get_model(name, config)
-        stages.set_postfix(model=name, stage="train")
-        training = TrainingConfig(max_steps=steps, batch_size=settings["batch_size"],
-                                  learning_rate=settings["learning_rate"],
-                                  warmup_steps=min(settings["warmup_steps"], steps),
-                                  eval_interval=steps, eval_batches=10, seed=seed, device=device,
-                                  out_dir=str(out_dir / "models" / name), progress=False)
-        started = time.perf_counter()
-        Trainer(model, train, val, training, tokenizer=tokenizer).fit()
-        train_seconds = time.perf_counter() - started
-        stages.update(1)
-        stages.set_postfix(model=name, stage="evaluate")
-        for length in lengths:
-            for mode in ("non_overlapping", "sliding"):
-                result = evaluate_length(model, val, length, mode, max_tokens=eval_tokens, device=device)
-                rows.append({"model": name, "architecture": _architecture(name),
-                             "positions": position_scheme_of(name), "mode": mode, "length": length,
-                             "loss": result.loss, "perplexity": result.perplexity,
-                             "tokens_scored": result.tokens_scored, "note": result.note,
-                             "train_seconds": round(train_seconds, 1),
-                             "loss_by_position": result.loss_by_position})
-        stages.update(1)
-    stages.close()
-    context = dict(recipe=recipe, steps=steps, train_length=settings["block_size"], eval_tokens=eval_tokens,
-                   device=device, seed=seed, data=data)
-    _write_csv(out_dir / "results.csv", rows)
-    (out_dir / "loss_by_position.json").write_text(json.dumps(
-        {f"{r['model']}/{r['mode']}/{r['length']}": r["loss_by_position"] for r in rows}))
-    (out_dir / "report.md").write_text(write_report(rows, **context))
-    plot_study(rows, out_dir, train_length=settings["block_size"])
-    return rows
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    columns = [c for c in rows[0] if c != "loss_by_position"]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _cell(value: float) -> str:
-    return f"{value:.2f}" if math.isfinite(value) else "—"
-
-
-def write_report(rows: list[dict], **context) -> str:
-    """A Markdown report: perplexity by length for each mode, and the 2 x 2 comparison."""
-    lengths = sorted({r["length"] for r in rows})
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    train_length = context.get("train_length", lengths[0])
-    lines = [f"# Length extrapolation ({context.get('recipe', '')} recipe)", "",
-             "Setup: " + ", ".join(f"{k} {v}" for k, v in context.items()), ""]
-    for mode in ("non_overlapping", "sliding"):
-        lines += [f"## Perplexity, {mode.replace('_', '-')} windows", "",
-                  "| model | positions | "
-                  + " | ".join(f"{n} ({n / train_length:g}x)" for n in lengths) + " |",
-                  "|---|---|" + "---:|" * len(lengths)]
-        for model in models:
-            cells = {r["length"]: r["perplexity"] for r in rows if r["model"] == model and r["mode"] == mode}
-            scheme = next(r["positions"] for r in rows if r["model"] == model)
-            lines.append(f"| {model} | {scheme} | " + " | ".join(_cell(cells[n]) for n in lengths) + " |")
-        lines.append("")
-    grid = {(r["architecture"], r["positions"]): r["loss"] for r in rows
-            if r["length"] == train_length and r["mode"] == "non_overlapping"}
-    grid_cells = {("standard", "learned"), ("standard", "alibi"),
-                  ("factored", "learned"), ("factored", "alibi")}
-    if grid_cells <= set(grid):
-        lines += [f"## Validation loss at the training length ({train_length}): architecture x positions", "",
-                  "| | learned positions | ALiBi |", "|---|---:|---:|",
-                  f"| standard block | {grid['standard', 'learned']:.3f} | {grid['standard', 'alibi']:.3f} |",
-                  f"| factored block | {grid['factored', 'learned']:.3f} | {grid['factored', 'alibi']:.3f} |",
-                  ""]
-    notes = sorted({f"{r['model']}: {r['note']}" for r in rows if r["note"]})
-    if notes:
-        lines += ["Lengths a model cannot run are shown as —:", ""] + [f"- {n}" for n in notes] + [""]
-    return "\n".join(lines)
-
-
-def _log_binned(values: list[float], bins: int = 24) -> tuple[list[float], list[float]]:
-    """Mean of ``values`` (indexed by position 1..n) in bins evenly spaced on a log scale: one
-    point per bin instead of thousands of noisy ones."""
-    n = len(values)
-    edges = sorted({1, *(round(n ** (i / bins)) for i in range(bins + 1))})
-    xs, ys = [], []
-    for lo, hi in zip(edges, edges[1:] + [n + 1]):
-        chunk = values[lo - 1:hi - 1]
-        if chunk:
-            xs.append((lo * (hi - 1)) ** 0.5)
-            ys.append(sum(chunk) / len(chunk))
-    return xs, ys
-
-
-def plot_study(rows: list[dict], out_dir, train_length: int) -> None:
-    """``perplexity.png``: perplexity against evaluation length, one panel per mode;
-    ``loss_by_position.png``: loss at each position of the longest non-overlapping window."""
-    from matplotlib.figure import Figure
-
-    out_dir = Path(out_dir)
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    fig = Figure(figsize=(12.5, 4.2))
-    for i, mode in enumerate(("non_overlapping", "sliding")):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for model in models:
-            points = [(r["length"], r["perplexity"]) for r in rows
-                      if r["model"] == model and r["mode"] == mode and math.isfinite(r["perplexity"])]
-            if points:
-                ax.plot(*zip(*points), marker="o", label=model)
-        ax.axvline(train_length, color="grey", linestyle=":", linewidth=1)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("evaluation length (tokens)")
-        ax.set_ylabel("perplexity")
-        ax.set_title(f"{mode.replace('_', '-')} windows (trained at {train_length})")
-        ax.grid(alpha=0.3, which="both")
-    fig.legend(*fig.axes[0].get_legend_handles_labels(), fontsize=8, loc="center right")
-    fig.tight_layout(rect=(0, 0, 0.85, 1))  # room on the right for the legend
-    fig.savefig(out_dir / "perplexity.png", dpi=110)
-
-    longest = max(r["length"] for r in rows)
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
-    for model in models:
-        row = next((r for r in rows if r["model"] == model and r["length"] == longest
-                    and r["mode"] == "non_overlapping" and r["loss_by_position"]), None)
-        if row:
-            ax.plot(*_log_binned(row["loss_by_position"]), label=model, marker=".")
-    ax.axvline(train_length, color="grey", linestyle=":", linewidth=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("position in the window (tokens of context)")
-    ax.set_ylabel("mean loss (nats)")
-    ax.set_title(f"loss by position (log-spaced bins), non-overlapping windows of {longest}")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "loss_by_position.png", dpi=110)
+    planned = len(variants) * (len(grid) + len(seeds) - 1)
+    bar = tqdm(total=planned, desc="study", unit="run", disable=not progress)
+    records, chosen = [], {}
+    for variant in variants:
+        tried = {}
+        next_rate = None
+        for rate in grid:
+            bar.set_postfix(variant=variant.label, lr=_rate_name(rate))
+            records.append(study.run(variant, rate, seeds[0]))
+            tried[rate] = records[-1]["tune_loss"]
+            bar.update(1)
+        best, next_rate = choose_learning_rate(tried) if len(grid) > 1 else (grid[0], None)
+        for _ in range(max_extensions):
+            if next_rate is None:
+                break
+            bar.total += 1
+            records.append(study.run(variant, next_rate, seeds[0]))
+            tried[next_rate] = records[-1]["tune_loss"]
+            bar.update(1)
+            best, next_rate = choose_learning_rate(tried)
+        chosen[variant.label] = best
+        for seed in seeds[1:]:
+            bar.set_postfix(variant=variant.label, lr=_rate_name(best), seed=seed)
+            records.append(study.run(variant, best, seed))
+            bar.update(1)
+    bar.close()
+    context = dict(recipe=recipe, steps=settings["steps"], train_length=settings["block_size"],
+                   batch_size=settings["batch_size"], eval_tokens=settings["eval_tokens"],
+                   learning_rate_grid=[_rate_name(r) for r in grid], seeds=seeds, device=study.device,
+                   data=data, strip_markdown=strip_markdown,
+                   tuning_tokens=len(study.tune), report_tokens=len(study.report))
+    write_study_outputs(out_dir, records, chosen, context)
+    return records

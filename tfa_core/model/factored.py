@@ -160,9 +160,10 @@ class FactoredTransformer(CausalLanguageModel):
     """
 
     default_position_scheme = "alibi"
+    block_class = FactoredBlock  # the study's ablations (``ablations.py``) swap in a variant
 
     def __init__(self, config):
-        super().__init__(config, lambda config, scheme: FactoredBlock(config, rotary=scheme == "rotary"))
+        super().__init__(config, lambda config, scheme: self.block_class(config, rotary=scheme == "rotary"))
 
     def forward(self, input_ids, attention_mask=None, labels=None, return_streams=False,
                 past_key_values=None, use_cache=False):

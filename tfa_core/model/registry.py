@@ -7,6 +7,7 @@ with ALiBi (``VanillaALiBi``), so that the study can tell the two ideas apart.
 
 from __future__ import annotations
 
+from tfa_core.model.ablations import FactoredALiBiMixedValues, FactoredALiBiOneStream
 from tfa_core.model.baselines import SASPTransformer, VanillaGPT, VanillaGPTALiBi
 from tfa_core.model.factored import FactoredTransformerModel, FactoredTransformerModelALiBi
 
@@ -22,6 +23,9 @@ MODEL_REGISTRY = {
     "Vanilla": (VanillaGPT, "learned"),
     "VanillaALiBi": (VanillaGPTALiBi, "alibi"),
     "SASP": (SASPTransformer, "learned"),
+    # ablations of the factored block (ablations.py): one of its choices undone
+    "FactoredALiBiMixedValues": (FactoredALiBiMixedValues, "alibi"),
+    "FactoredALiBiOneStream": (FactoredALiBiOneStream, "alibi"),
 }
 
 
