@@ -16,8 +16,9 @@ choices undone, ``ablations.py``):
 
 Each finished run is written at once to ``runs/<variant>/lr<rate>-seed<seed>.json``; a study started
 again with the same ``out_dir`` and settings reads those back and runs only what is missing, so it can
-span sessions. ``study_report.py`` turns the runs into tables (mean +- standard deviation over seeds),
-a report and plots.
+span sessions. The first seed's models are kept as checkpoints, ``models/<variant>/lr<rate>-seed<seed>``
+(:func:`chosen_checkpoint` finds the one at the chosen rate). ``study_report.py`` turns the runs into
+tables (mean ± standard deviation over seeds), a report and plots.
 
     tfa extrapolate --recipe cpu --out runs/study        # every variant, 3 rates, 3 seeds: hours on a CPU
     tfa extrapolate --recipe cpu --out runs/quick --models FactoredALiBi,Vanilla --seeds 1 --lrs 1e-3
@@ -46,7 +47,7 @@ from tfa_core.training.distributed import pick_device
 from tfa_core.training.trainer import Trainer, TrainingConfig, TrainingDiverged
 
 __all__ = ["RECIPES", "STUDY_MODELS", "ABLATIONS", "Variant", "study_variants", "choose_learning_rate",
-           "run_extrapolation_study"]
+           "run_extrapolation_study", "chosen_checkpoint"]
 
 STUDY_MODELS = ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE",
                 "Vanilla", "VanillaALiBi", "VanillaSinusoidal", "VanillaRotary", "VanillaNoPE"]
@@ -149,6 +150,9 @@ class _Study:
     def path(self, variant: Variant, rate: float, seed: int) -> Path:
         return self.out_dir / "runs" / variant.slug / f"lr{_rate_name(rate)}-seed{seed}.json"
 
+    def model_dir(self, variant: Variant, rate: float, seed: int) -> Path:
+        return self.out_dir / "models" / variant.slug / f"lr{_rate_name(rate)}-seed{seed}"
+
     def saved(self, variant: Variant, rate: float, seed: int) -> dict | None:
         """A finished run of this study, or ``None``; a run made with other settings is an error."""
         path = self.path(variant, rate, seed)
@@ -161,8 +165,9 @@ class _Study:
                              "or delete its runs/ folder to start this study again")
         return record
 
-    def run(self, variant: Variant, rate: float, seed: int) -> dict:
-        """Train one variant at one rate and seed, evaluate it, save the record and return it."""
+    def run(self, variant: Variant, rate: float, seed: int, keep_model: bool = False) -> dict:
+        """Train one variant at one rate and seed, evaluate it, save the record and return it
+        (``keep_model``: also save the trained model as a checkpoint under ``models/``)."""
         record = self.saved(variant, rate, seed)
         if record is not None:
             return record
@@ -176,7 +181,8 @@ class _Study:
         model = get_model(variant.model, config)
         training = TrainingConfig(max_steps=s["steps"], batch_size=s["batch_size"], learning_rate=rate,
                                   warmup_steps=min(s["warmup_steps"], s["steps"]), eval_interval=s["steps"],
-                                  eval_batches=10, seed=seed, device=self.device, progress=False)
+                                  eval_batches=10, seed=seed, device=self.device, progress=False,
+                                  out_dir=str(self.model_dir(variant, rate, seed)) if keep_model else None)
         started = time.perf_counter()
         try:
             history = Trainer(model, self.train, None, training, tokenizer=self.tokenizer).fit()
@@ -220,7 +226,8 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
                             lengths=None, data: str = "shakespeare", strip_markdown: bool | None = None,
                             device: str = "auto", eval_tokens: int | None = None,
                             progress: bool = True) -> list[dict]:
-    """Run (or finish) the study in ``out_dir`` and write its report; returns every run's record.
+    """Run (or finish) the study in ``out_dir`` and write its report; returns the rows of
+    ``results.csv`` (one per run, length and mode, with its ``loss_by_position``).
 
     ``models``: registry names (default :data:`STUDY_MODELS`); ``ablations``: add :data:`ABLATIONS`.
     ``seeds`` and ``learning_rates`` (the grid) default to the recipe's; one rate means no sweep.
@@ -255,7 +262,7 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
         next_rate = None
         for rate in grid:
             bar.set_postfix(variant=variant.label, lr=_rate_name(rate))
-            records.append(study.run(variant, rate, seeds[0]))
+            records.append(study.run(variant, rate, seeds[0], keep_model=True))
             tried[rate] = records[-1]["tune_loss"]
             bar.update(1)
         best, next_rate = choose_learning_rate(tried) if len(grid) > 1 else (grid[0], None)
@@ -263,7 +270,7 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
             if next_rate is None:
                 break
             bar.total += 1
-            records.append(study.run(variant, next_rate, seeds[0]))
+            records.append(study.run(variant, next_rate, seeds[0], keep_model=True))
             tried[next_rate] = records[-1]["tune_loss"]
             bar.update(1)
             best, next_rate = choose_learning_rate(tried)
@@ -278,5 +285,17 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
                    learning_rate_grid=[_rate_name(r) for r in grid], seeds=seeds, device=study.device,
                    data=data, strip_markdown=strip_markdown,
                    tuning_tokens=len(study.tune), report_tokens=len(study.report))
-    write_study_outputs(out_dir, records, chosen, context)
-    return records
+    _write_json(out_dir / "chosen.json", {"seed": seeds[0], "learning_rates": chosen,
+                                          "models": {v.label: v.slug for v in variants}})
+    return write_study_outputs(out_dir, records, chosen, context)
+
+
+def chosen_checkpoint(out_dir, variant: str) -> Path:
+    """The checkpoint of ``variant`` (a study label such as ``"FactoredALiBi"``) at its chosen rate,
+    first seed, in the study folder ``out_dir``."""
+    chosen = json.loads((Path(out_dir) / "chosen.json").read_text())
+    if variant not in chosen["learning_rates"]:
+        raise ValueError(f"the study in {out_dir} has no variant {variant!r}; it has "
+                         f"{list(chosen['learning_rates'])}")
+    rate = _rate_name(chosen["learning_rates"][variant])
+    return Path(out_dir) / "models" / chosen["models"][variant] / f"lr{rate}-seed{chosen['seed']}"

@@ -14,7 +14,8 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["Spread", "spread", "separated", "summarize", "write_study_outputs", "write_report", "plot_study"]
+__all__ = ["Spread", "spread", "separated", "flat_rows", "summarize", "write_study_outputs", "write_report",
+           "plot_study"]
 
 
 class Spread:
@@ -85,18 +86,25 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
         writer.writerows(rows)
 
 
-def write_study_outputs(out_dir, records: list[dict], chosen: dict[str, float], context: dict) -> None:
+def flat_rows(records: list[dict], chosen: dict[str, float]) -> list[dict]:
+    """One row per run, length and mode (``results.csv``, plus each row's ``loss_by_position``)."""
+    return [{"variant": r["label"], "model": r["model"], "positions": r["positions"],
+             "architecture": r["architecture"], "learning_rate": r["learning_rate"], "seed": r["seed"],
+             "chosen": r["learning_rate"] == chosen[r["label"]],
+             **{k: e[k] for k in ("length", "mode", "loss", "tokens_scored", "note")},
+             "perplexity": math.exp(e["loss"]) if math.isfinite(e["loss"]) else math.nan,
+             "train_seconds": r["train_seconds"], "loss_by_position": e["loss_by_position"]}
+            for r in records for e in r["evaluations"]]
+
+
+def write_study_outputs(out_dir, records: list[dict], chosen: dict[str, float], context: dict) -> list[dict]:
     """``results.csv`` (every run, length and mode), ``summary.csv`` (mean ± sd over seeds),
-    ``sweep.csv`` (tuning loss of every rate tried), ``report.md`` and the two plots."""
+    ``sweep.csv`` (tuning loss of every rate tried), ``report.md`` and the two plots. Returns the
+    rows of ``results.csv``."""
     out_dir = Path(out_dir)
-    per_run = [{"variant": r["label"], "model": r["model"], "positions": r["positions"],
-                "architecture": r["architecture"], "learning_rate": r["learning_rate"], "seed": r["seed"],
-                "chosen": r["learning_rate"] == chosen[r["label"]], **{k: e[k] for k in
-                ("length", "mode", "loss", "tokens_scored", "note")},
-                "perplexity": math.exp(e["loss"]) if math.isfinite(e["loss"]) else math.nan,
-                "train_seconds": r["train_seconds"]}
-               for r in records for e in r["evaluations"]]
-    _write_csv(out_dir / "results.csv", per_run, list(per_run[0]) if per_run else ["variant"])
+    rows = flat_rows(records, chosen)
+    columns = [c for c in rows[0] if c != "loss_by_position"] if rows else ["variant"]
+    _write_csv(out_dir / "results.csv", rows, columns)
     summary = summarize(records, chosen)
     columns = [c for c in summary[0] if c != "losses"] if summary else ["variant"]
     _write_csv(out_dir / "summary.csv", summary, columns)
@@ -107,6 +115,7 @@ def write_study_outputs(out_dir, records: list[dict], chosen: dict[str, float], 
                ["variant", "learning_rate", "seed", "tune_loss", "chosen", "diverged"])
     (out_dir / "report.md").write_text(write_report(records, chosen, **context))
     plot_study(records, chosen, out_dir, train_length=context["train_length"])
+    return rows
 
 
 def _rates_table(records: list[dict], chosen: dict[str, float], first_seed: int) -> list[str]:
