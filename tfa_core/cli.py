@@ -128,7 +128,8 @@ _MODEL_FLAGS = {"model": "model_type", "n_layer": "n_layer", "n_head": "n_head",
                 "dropout": "dropout", "block_size": "block_size",
                 "max_position_embeddings": "max_position_embeddings", "use_v": "use_v",
                 "use_proj": "use_proj"}
-_DATA_FLAGS = {"data": "source", "tokenizer": "tokenizer", "val_fraction": "val_fraction"}
+# (--data and --strip/--keep-markdown are checked against the text itself: see _recorded_corpus)
+_DATA_FLAGS = {"tokenizer": "tokenizer", "val_fraction": "val_fraction"}
 _TRAINING_FLAGS = {"batch_size": "batch_size", "lr": "learning_rate", "min_lr": "min_learning_rate",
                    "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
                    "grad_accum": "grad_accum_steps", "eval_interval": "eval_interval",
@@ -158,9 +159,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--use-v", action="store_true", default=None, help="learned H x H value mix")
     model.add_argument("--use-proj", action="store_true", default=None, help="learned H x H output mix")
     data = p.add_argument_group("data")
-    data.add_argument("--data", help="'shakespeare' (default), a text file or a folder")
-    data.add_argument("--keep-markdown", action="store_true", default=None,
-                      help="keep the corpus' Markdown markup")
+    data.add_argument("--data", help="'shakespeare' (default), a text file of any suffix, or a folder "
+                      "(every text file under it; binary and hidden files are left out)")
+    _add_markdown_flags(data)
     data.add_argument("--tokenizer", choices=["character", "gpt2"],
                       help="default: character for the character preset, gpt2 otherwise")
     data.add_argument("--val-fraction", type=finite_number(above=0, below=1), help="default 0.1")
@@ -198,21 +199,81 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                      help="print a sample at 1x and 4x the training length after training")
 
 
-def _prepare_data(spec: dict, tokenizer=None):
-    """Text, tokenizer and (train, val) token tensors from a data description."""
-    from tfa_core.data.corpus import load_text, train_val_split
-    from tfa_core.data.tokenizers import create_tokenizer
+def _add_markdown_flags(group) -> None:
+    """--strip-markdown / --keep-markdown (``args.strip_markdown``: True, False, or None for the
+    source's default)."""
+    markdown = group.add_mutually_exclusive_group()
+    markdown.add_argument("--strip-markdown", dest="strip_markdown", action="store_true", default=None,
+                          help="remove Markdown markup (**bold**, _italic_, # headings) before training; "
+                          "the default for 'shakespeare' only")
+    markdown.add_argument("--keep-markdown", dest="strip_markdown", action="store_false", default=None,
+                          help="train on the text exactly as it is; the default for your own files")
 
-    source = spec["source"]
-    if source != "shakespeare" and not Path(source).exists():
+
+# -- data: read, record, read again ----------------------------------------------------------
+
+def _require_data(source: str) -> None:
+    if source != "shakespeare" and not Path(source).expanduser().exists():
         raise CommandError(f"data {source!r} not found: give 'shakespeare', a text file or a folder")
-    text = load_text(source, strip_markdown=spec["strip_markdown"])
-    if tokenizer is None:
-        tokenizer = (create_tokenizer("gpt2") if spec["tokenizer"] == "gpt2"
-                     else create_tokenizer("character", text=text))
-    tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    train, val = train_val_split(tokens, spec["val_fraction"])
-    return tokenizer, train, val
+
+
+def _read_data(source: str, strip_markdown: bool | None, say):
+    """The ``Corpus`` of ``source``, Markdown stripped when asked (None: only for 'shakespeare');
+    what reading did (files read and skipped, characters stripped) is said in a line or two."""
+    from tfa_core.data.corpus import markdown_stripped_by_default, read_corpus
+
+    _require_data(source)
+    if strip_markdown is None:
+        strip_markdown = markdown_stripped_by_default(source)
+    corpus = read_corpus(source, strip_markdown=strip_markdown)
+    for line in corpus.notes():
+        say(line)
+    return corpus
+
+
+def _data_spec(corpus, tokenizer: str, val_fraction: float) -> dict:
+    """What a run records about its data: enough to read the same text again from any directory
+    (the absolute path) and to know that it is the same (the SHA-256 of the text trained on, after
+    any Markdown stripping)."""
+    return {"source": corpus.source, "strip_markdown": corpus.stripped, "tokenizer": tokenizer,
+            "val_fraction": val_fraction, "sha256": corpus.sha256}
+
+
+def _recorded_corpus(spec: dict, data: str | None, say):
+    """The text a run was trained on, read again: from ``data`` when given (``--data``), else from
+    the path the run recorded; either way it must hash to the SHA-256 the run recorded. Runs from
+    before the hash was recorded are read with a note that they cannot be checked."""
+    recorded = spec.get("sha256")
+    if data is None and spec["source"] != "shakespeare" and not Path(spec["source"]).exists():
+        raise CommandError(f"the run's data {spec['source']} is gone; give --data with a copy of it"
+                           + (f" (SHA-256 {recorded})" if recorded else ""))
+    corpus = _read_data(data or spec["source"], spec["strip_markdown"], say)
+    if recorded is None:
+        say(f"note: this run recorded no SHA-256 of its text (it predates them), so {corpus.source} "
+            "cannot be checked against what it was trained on")
+    elif corpus.sha256 != recorded:
+        raise CommandError(
+            f"{corpus.source} is not the text this run was trained on: its SHA-256 is {corpus.sha256}, "
+            f"the run recorded {recorded}; give --data with the original text (the run read it from "
+            f"{spec['source']}), or start a new run with another --out to train on this one")
+    elif corpus.source != spec["source"]:
+        say(f"the run's text (same SHA-256) is now read from {corpus.source}")
+    return corpus
+
+
+def _encode(text: str, tokenizer, source: str) -> torch.Tensor:
+    """Token ids of ``text`` as an int64 tensor; characters a character tokenizer never saw are a
+    CommandError that names them (a BPE tokenizer covers any text)."""
+    characters = getattr(tokenizer, "characters", None)
+    if characters is not None and getattr(tokenizer, "unk_token_id", None) is None:
+        unseen = sorted(set(text) - set(characters))
+        if unseen:
+            shown = ", ".join(repr(c) for c in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+            raise CommandError(
+                f"{source} has {len(unseen)} character(s) the run's character tokenizer never saw "
+                f"({shown}); use text made of the characters it was trained on, or train a run on "
+                "text that holds them")
+    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
 
 
 def _check_windows(train, val, block_size: int, source: str) -> None:
@@ -239,6 +300,8 @@ def _check_training_memory(config, batch_size: int, device: str, what: str) -> N
 
 def _new_run(args, dist_info, say):
     """Model, data and training settings of a new run, every flag checked before the data is read."""
+    from tfa_core.data.corpus import train_val_split
+    from tfa_core.data.tokenizers import create_tokenizer
     from tfa_core.model.config import load_alibi_config_preset
     from tfa_core.training.checkpoint import holds_run
     from tfa_core.training.trainer import TRAINING_DEFAULTS, TrainingConfig
@@ -256,21 +319,24 @@ def _new_run(args, dist_info, say):
     if args.block_size and not args.max_position_embeddings:
         overrides["max_position_embeddings"] = 4 * args.block_size
     config = load_alibi_config_preset(preset, **overrides)
-    spec = {"source": args.data or "shakespeare", "strip_markdown": not args.keep_markdown,
-            "tokenizer": args.tokenizer or ("character" if preset == "character" else "gpt2"),
-            "val_fraction": args.val_fraction if args.val_fraction is not None else 0.1}
+    source = args.data or "shakespeare"
+    tokenizer_name = args.tokenizer or ("character" if preset == "character" else "gpt2")
+    val_fraction = args.val_fraction if args.val_fraction is not None else 0.1
     learning_rate = args.lr if args.lr is not None else config.learning_rate
     if args.min_lr is not None and args.min_lr > learning_rate:
         raise CommandError(f"--min-lr {args.min_lr:g} is above the peak learning rate {learning_rate:g}")
     if args.warmup_steps is not None and args.steps is not None and args.warmup_steps > args.steps:
         raise CommandError(f"--warmup-steps {args.warmup_steps} is longer than --steps {args.steps}")
-    if spec["source"] != "shakespeare" and not Path(spec["source"]).exists():
-        raise CommandError(f"data {spec['source']!r} not found: give 'shakespeare', a text file or a folder")
+    _require_data(source)
     # the smallest this model can be (one-token vocabulary): refuse now what cannot fit whatever the data
     _check_training_memory(config.copy(vocab_size=config.vocab_size or 1), config.batch_size,
                            dist_info.device, f"{config.model_type}")
 
-    tokenizer, train, val = _prepare_data(spec)
+    corpus = _read_data(source, args.strip_markdown, say)
+    spec = _data_spec(corpus, tokenizer_name, val_fraction)
+    tokenizer = (create_tokenizer("gpt2") if tokenizer_name == "gpt2"
+                 else create_tokenizer("character", text=corpus.text))
+    train, val = train_val_split(_encode(corpus.text, tokenizer, corpus.source), val_fraction)
     config.update_from_tokenizer(tokenizer)
     _check_windows(train, val, config.block_size, spec["source"])
     _check_training_memory(config, config.batch_size, dist_info.device, config.model_type)
@@ -293,6 +359,7 @@ def _new_run(args, dist_info, say):
 
 def _resumed_run(args, dist_info, say):
     """Model, data and training settings of the run in --out, from its newest intact checkpoint."""
+    from tfa_core.data.corpus import train_val_split
     from tfa_core.training.checkpoint import CheckpointError, find_resumable, holds_run
     from tfa_core.training.trainer import TrainingConfig, learning_rate_at
 
@@ -329,7 +396,9 @@ def _resumed_run(args, dist_info, say):
         compare(flag, getattr(args, flag), getattr(saved.config, field))
     for flag, key in _DATA_FLAGS.items():
         compare(flag, getattr(args, flag), spec.get(key))
-    compare("keep_markdown", args.keep_markdown, not spec.get("strip_markdown"))
+    if args.strip_markdown is not None and args.strip_markdown != spec["strip_markdown"]:
+        conflicts.append("--strip-markdown (the run keeps Markdown)" if args.strip_markdown
+                         else "--keep-markdown (the run strips Markdown)")
     compare("preset", args.preset, saved.extra.get("preset", args.preset))
     for flag, field in _TRAINING_FLAGS.items():
         compare(flag, getattr(args, flag), getattr(saved_training, field))
@@ -355,7 +424,9 @@ def _resumed_run(args, dist_info, say):
         say(f"the schedule changes from {saved_training.max_steps} to {steps} steps: the learning rate at "
             f"step {saved.step} goes from {before:.3g} to {after:.3g}, then decays by cosine to "
             f"{training.min_learning_rate:.3g} at step {steps}")
-    tokenizer, train, val = _prepare_data(spec, saved.tokenizer)
+    corpus = _recorded_corpus(spec, args.data, say)
+    train, val = train_val_split(_encode(corpus.text, saved.tokenizer, corpus.source), spec["val_fraction"])
+    tokenizer, spec = saved.tokenizer, {**spec, "source": corpus.source, "sha256": corpus.sha256}
     _check_windows(train, val, saved.config.block_size, spec["source"])
     _check_training_memory(saved.config, training.batch_size, dist_info.device, saved.config.model_type)
     extra = {key: value for key, value in saved.extra.items() if key not in ("data", "training")}
@@ -432,27 +503,59 @@ def command_generate(args) -> int:
     return 0
 
 
+def _recorded_spec(saved) -> dict | None:
+    """The data description 'tfa train' records in a run, or None (a run trained through the API)."""
+    spec = saved.extra.get("data")
+    if isinstance(spec, dict) and {"source", "strip_markdown", "val_fraction"} <= set(spec):
+        return spec
+    return None
+
+
+def _same_source(data: str, spec: dict | None) -> bool:
+    """Whether ``data`` (as typed) names the text a run recorded (its path may have been relative)."""
+    if spec is None:
+        return False
+    if "shakespeare" in (data, spec["source"]):
+        return data == spec["source"]
+    return Path(data).expanduser().resolve() == Path(spec["source"]).resolve()
+
+
+def _evaluation_tokens(saved, args) -> torch.Tensor:
+    """The tokens ``tfa evaluate`` scores. With --data: all of that text (a different text by
+    intent, so no hash check; read as the run read its own text when it is the same source, else
+    as it is, Markdown stripped only for 'shakespeare'). Without: the validation split of the run's
+    own text, read again from the absolute path it recorded and checked against its SHA-256."""
+    from tfa_core.data.corpus import train_val_split
+
+    def note(line):  # notes go to stderr: stdout holds only the results
+        print(line, file=sys.stderr)
+
+    spec = _recorded_spec(saved)
+    if args.data:
+        strip = spec["strip_markdown"] if _same_source(args.data, spec) else None
+        corpus = _read_data(args.data, strip, note)
+        return _encode(corpus.text, saved.tokenizer, corpus.source)
+    if spec is None:
+        raise CommandError(f"{saved.path} records no training data: this run was trained through the API; "
+                           "give --data FILE to evaluate it on a text")
+    corpus = _recorded_corpus(spec, None, note)
+    _, val = train_val_split(_encode(corpus.text, saved.tokenizer, corpus.source), spec["val_fraction"])
+    return val
+
+
 def command_evaluate(args) -> int:
     from tfa_core.training.distributed import pick_device
     from tfa_core.training.resources import inference_bytes, require_memory
     from tfa_core.training.trainer import estimate_loss
 
     saved = _load_run(args.run, args.device)
-    spec = saved.extra.get("data")
-    spec = dict(spec) if isinstance(spec, dict) else {}
-    if args.data:
-        spec.update(source=args.data)
-        spec.setdefault("strip_markdown", True)
-        spec.setdefault("val_fraction", 0.1)
-    if not {"source", "strip_markdown", "val_fraction"} <= set(spec):
-        raise CommandError(f"{saved.path} does not say what data it was trained on; pass --data")
     lengths = args.lengths or [saved.config.block_size]
     n_params = sum(p.numel() for p in saved.model.parameters())
     for length in lengths:
         require_memory(inference_bytes(n_params, saved.config, args.batch_size, length),
                        pick_device(args.device), f"evaluating batch {args.batch_size} x {length}",
                        "lower --batch-size")
-    _, _, val = _prepare_data(spec, saved.tokenizer)
+    val = _evaluation_tokens(saved, args)
     print(f"{'length':>8} {'loss':>8} {'perplexity':>11}")
     for length in lengths:
         if length > saved.model.max_sequence_length:
@@ -467,6 +570,14 @@ def command_evaluate(args) -> int:
     return 0
 
 
+def _describe_data(spec: dict | None) -> str:
+    if spec is None:
+        return "not recorded: trained through the API (tfa evaluate needs --data FILE)"
+    markdown = "Markdown stripped" if spec["strip_markdown"] else "as it is"
+    digest = f"SHA-256 {spec['sha256']}" if spec.get("sha256") else "no SHA-256 recorded"
+    return f"{spec['source']} ({markdown}, validation fraction {spec['val_fraction']:g}, {digest})"
+
+
 def command_info(args) -> int:
     from tfa_core.model.config import format_config
     from tfa_core.training.checkpoint import read_history
@@ -474,6 +585,7 @@ def command_info(args) -> int:
     saved = _load_run(args.run)
     print(f"checkpoint  {saved.path} (step {saved.step})")
     print(f"tokenizer   {saved.tokenizer!r}")
+    print(f"data        {_describe_data(_recorded_spec(saved))}")
     print(format_config(saved.config))
     history = Path(saved.path).parents[1] / "history.jsonl"
     records, problems = read_history(history)
@@ -492,7 +604,8 @@ def command_extrapolate(args) -> int:
     rows = run_extrapolation_study(
         args.out, recipe=args.recipe, models=args.models.split(",") if args.models else None,
         steps=args.steps, lengths=args.lengths,
-        data=args.data, seed=args.seed, device=args.device, progress=not args.no_progress)
+        data=args.data, strip_markdown=args.strip_markdown, seed=args.seed, device=args.device,
+        progress=not args.no_progress)
     print((Path(args.out) / "report.md").read_text())
     print(f"wrote {len(rows)} results to {Path(args.out) / 'results.csv'}, plots perplexity.png and "
           "loss_by_position.png")
@@ -527,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="validation loss of a trained run")
     evaluate.add_argument("run")
-    evaluate.add_argument("--data", help="evaluate on this text instead of the run's validation split")
+    evaluate.add_argument("--data", help="evaluate on all of this text (a file or folder, or 'shakespeare') "
+                          "instead of the validation split of the run's own text")
     evaluate.add_argument("--lengths", type=length_list,
                           help="comma-separated window lengths, e.g. 128,256,512")
     evaluate.add_argument("--batch-size", type=whole_number(1), default=16)
@@ -544,7 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training steps per model (default: the recipe's)")
     study.add_argument("--lengths", type=length_list,
                        help="comma-separated evaluation lengths (default: the recipe's)")
-    study.add_argument("--data", default="shakespeare")
+    study.add_argument("--data", default="shakespeare",
+                       help="'shakespeare' (default), a text file of any suffix, or a folder")
+    _add_markdown_flags(study)
     study.add_argument("--seed", type=whole_number(0), default=1337)
     study.add_argument("--device", type=device_name, default="auto")
     study.add_argument("--no-progress", action="store_true")

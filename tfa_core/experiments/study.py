@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tfa_core.model.config import load_alibi_config_preset
-from tfa_core.data.corpus import load_text, train_val_split
+from tfa_core.data.corpus import markdown_stripped_by_default, read_corpus, train_val_split
 from tfa_core.training.distributed import pick_device
 from tfa_core.experiments.evaluation import evaluate_length
 from tfa_core.model.registry import get_model, position_scheme_of
@@ -49,8 +49,13 @@ def _architecture(model_type: str) -> str:
 
 def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: int | None = None,
                             lengths=None, data: str = "shakespeare", seed: int = 1337, device: str = "auto",
-                            eval_tokens: int | None = None, progress: bool = True) -> list[dict]:
+                            eval_tokens: int | None = None, progress: bool = True,
+                            strip_markdown: bool | None = None) -> list[dict]:
     """Train and evaluate every model in ``models`` (default: :data:`STUDY_MODELS`) with one recipe.
+
+    ``data``: ``"shakespeare"``, a text file or a folder (see ``read_corpus``). ``strip_markdown``:
+    whether to remove Markdown markup first; None means the default for the source (stripped for
+    the bundled Shakespeare, your own text left as it is).
 
     Writes ``results.csv``, ``report.md``, ``perplexity.png`` and ``loss_by_position.png`` into
     ``out_dir`` (and each model's checkpoint under ``out_dir/models``). Returns the result rows.
@@ -68,7 +73,12 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(device)
 
-    text = load_text(data, strip_markdown=True)
+    if strip_markdown is None:
+        strip_markdown = markdown_stripped_by_default(data)
+    corpus = read_corpus(data, strip_markdown=strip_markdown)
+    for line in corpus.notes():
+        print(line)
+    text = corpus.text
     tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
                  else create_tokenizer("character", text=text))
     train, val = train_val_split(torch.tensor(tokenizer.encode(text)), 0.1)
@@ -104,7 +114,7 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
         stages.update(1)
     stages.close()
     context = dict(recipe=recipe, steps=steps, train_length=settings["block_size"], eval_tokens=eval_tokens,
-                   device=device, seed=seed, data=data)
+                   device=device, seed=seed, data=data, markdown="stripped" if strip_markdown else "kept")
     _write_csv(out_dir / "results.csv", rows)
     (out_dir / "loss_by_position.json").write_text(json.dumps(
         {f"{r['model']}/{r['mode']}/{r['length']}": r["loss_by_position"] for r in rows}))
