@@ -1,12 +1,15 @@
+import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tfa_core.cli import main
+from tfa_core.data.corpus import remove_markdown
 
 TEXT = "Now is the winter of our discontent made glorious summer by this sun of York.\n" * 60
 
@@ -103,3 +106,161 @@ def test_two_processes_equal_one_process_on_the_combined_batch(corpus, tmp_path)
     assert one.keys() == two.keys()
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0, msg=key)
+
+
+# -- the user's data: left as it is, recorded, read again (issue #19) ---------------------------
+
+PYTHON = ("class Shape:\n    def __init__(self, *args, **kwargs):  \n        self.__dict__.update(**kwargs)\n"
+          "## a comment, not a heading\n") * 60
+
+
+def recorded_data(run):
+    from tfa_core.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(run, training_state=False).extra["data"]
+
+
+def test_python_source_trains_as_it_is(tmp_path, capsys):
+    source = tmp_path / "shape.py"
+    source.write_text(PYTHON)
+    assert main(tiny_run_args(source, tmp_path / "run", steps=1)) == 0
+    assert "Markdown" not in capsys.readouterr().out
+    data = recorded_data(tmp_path / "run")
+    # the hash of the text trained on is the hash of the file's bytes: nothing was rewritten
+    assert data == {"source": str(source.resolve()), "strip_markdown": False, "tokenizer": "character",
+                    "val_fraction": 0.1, "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    from tfa_core.training.checkpoint import load_checkpoint
+
+    tokenizer = load_checkpoint(tmp_path / "run", training_state=False).tokenizer
+    assert "".join(tokenizer.characters) == "".join(sorted(set(PYTHON)))  # '*', '_' and '#' are in
+
+    # --strip-markdown, asked for, says how much it removed and records the stripped text's hash
+    assert main(tiny_run_args(source, tmp_path / "stripped", steps=1) + ["--strip-markdown"]) == 0
+    plain = remove_markdown(PYTHON)
+    assert (f"Markdown stripping removed {len(PYTHON) - len(plain):,} characters from {source.resolve()}"
+            in capsys.readouterr().out)
+    assert recorded_data(tmp_path / "stripped")["sha256"] == hashlib.sha256(plain.encode()).hexdigest()
+
+
+def test_a_folder_of_source_files_trains_and_says_what_it_read(tmp_path, capsys):
+    folder = tmp_path / "project"
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "shape.py").write_text(PYTHON)
+    (folder / "notes.txt").write_text(TEXT)
+    (folder / "pkg" / "shape.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\x00\x00\x00\x00" * 40)
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert main(tiny_run_args(folder, tmp_path / "run", steps=1)) == 0
+    assert (f"read 2 text file(s) from {folder.resolve()}; skipped 1: pkg/shape.cpython-311.pyc: binary; "
+            "left out 1 hidden: .git") in capsys.readouterr().out
+    joined = TEXT.rstrip("\n") + "\n\n" + PYTHON  # sorted: notes.txt, then pkg/shape.py
+    assert recorded_data(tmp_path / "run")["sha256"] == hashlib.sha256(joined.encode()).hexdigest()
+
+
+def test_resume_honours_data_and_checks_its_hash(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(tiny_run_args(corpus, run, steps=2, eval_interval=2)) == 0
+    recorded = recorded_data(run)["sha256"]
+    # the same text at another path: honoured, and the new path recorded
+    moved = tmp_path / "moved" / "corpus.txt"
+    moved.parent.mkdir()
+    corpus.rename(moved)
+    assert main(tiny_run_args(moved, run, steps=3, eval_interval=2) + ["--resume"]) == 0
+    assert f"the run's text (same SHA-256) is now read from {moved}" in capsys.readouterr().out
+    assert (recorded_data(run)["source"], recorded_data(run)["sha256"]) == (str(moved), recorded)
+    # another text: refused, both hashes named, nothing written
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT.upper())
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert main(tiny_run_args(other, run, steps=4, eval_interval=2) + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert (f"{other} is not the text this run was trained on: its SHA-256 is "
+            f"{hashlib.sha256(TEXT.upper().encode()).hexdigest()}, the run recorded {recorded}; give --data "
+            f"with the original text (the run read it from {moved}), or start a new run") in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    # no --data: the recorded absolute path is read and checked, from any working directory
+    moved.write_text(TEXT + "an edit\n")
+    resume = ["train", "--resume", "--steps", "4", "--no-progress", "--out", str(run)]
+    assert main(resume) == 2
+    assert f"{moved} is not the text this run was trained on" in capsys.readouterr().err
+    moved.write_text(TEXT)
+    assert main(resume) == 0
+    assert (run / "checkpoints" / "step-00000004").is_dir()
+
+
+def evaluation_table(argv, capsys):
+    assert main(argv) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def test_evaluate_from_another_directory_reads_the_recorded_path(tmp_path, capsys, monkeypatch):
+    (tmp_path / "here").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    Path("corpus.txt").write_text(TEXT)
+    assert main(tiny_run_args("corpus.txt", "run", steps=1)) == 0  # a relative --data
+    capsys.readouterr()
+    here = evaluation_table(["evaluate", "run", "--lengths", "16,32"], capsys)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run = str(tmp_path / "here" / "run")
+    assert evaluation_table(["evaluate", run, "--lengths", "16,32"], capsys) == here
+    assert len(here.splitlines()) == 3 and "-" not in here.splitlines()[1]
+    # the recorded text changed: refused with both hashes
+    (tmp_path / "here" / "corpus.txt").write_text(TEXT.replace("York", "Yorc"))
+    assert main(["evaluate", run]) == 2
+    err = capsys.readouterr().err
+    assert "is not the text this run was trained on: its SHA-256 is" in err and "the run recorded" in err
+    # --data: any text the tokenizer covers, all of it, no hash check
+    Path("other.txt").write_text(TEXT.replace("York", "Yorc")[:120])  # a validation split would be 12
+    whole = evaluation_table(["evaluate", run, "--data", "other.txt", "--lengths", "32,120"], capsys)
+    rows = [line.split() for line in whole.splitlines()]
+    assert rows[1][0] == "32" and float(rows[1][1]) > 0 and "has only 120 tokens" in whole.splitlines()[2]
+    Path("odd.txt").write_text("Ça va? " * 40)
+    assert main(["evaluate", run, "--data", "odd.txt"]) == 2
+    assert (f"{Path('odd.txt').resolve()} has 3 character(s) the run's character tokenizer never saw "
+            "('?', 'v', 'Ç')") in capsys.readouterr().err
+
+
+def test_a_run_from_before_the_hash_still_resumes_and_evaluates(corpus, tmp_path, capsys, monkeypatch):
+    """Runs written before this change recorded the path as typed and no SHA-256."""
+    monkeypatch.chdir(corpus.parent)
+    run = api_run(corpus, tmp_path / "old", extra={"data": {
+        "source": corpus.name, "strip_markdown": True, "tokenizer": "character", "val_fraction": 0.1}})
+    assert main(["evaluate", str(run), "--lengths", "32"]) == 0
+    out, err = capsys.readouterr()
+    assert "recorded no SHA-256 of its text" in err and len(out.splitlines()) == 2
+    assert main(["train", "--resume", "--steps", "2", "--no-progress", "--out", str(run)]) == 0
+    assert "recorded no SHA-256 of its text" in capsys.readouterr().out
+    assert recorded_data(run)["sha256"] == hashlib.sha256(remove_markdown(TEXT).encode()).hexdigest()
+    assert recorded_data(run)["source"] == str(corpus.resolve())
+
+
+def api_run(corpus, out, extra=None):
+    """A run trained through the API: Trainer(...).fit(), no data description unless ``extra`` has one."""
+    from tfa_core import GPTConfigALiBi, Trainer, TrainingConfig, create_tokenizer, get_model
+
+    text = corpus.read_text()
+    tokenizer = create_tokenizer("character", text=text)
+    tokens = torch.tensor(tokenizer.encode(text))
+    config = GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=32, dropout=0.0)
+    config.update_from_tokenizer(tokenizer)
+    torch.manual_seed(0)
+    model = get_model("FactoredALiBi", config)
+    training = TrainingConfig(max_steps=1, batch_size=2, warmup_steps=1, eval_interval=1, eval_batches=1,
+                              out_dir=str(out), progress=False)
+    Trainer(model, tokens[:4000], tokens[4000:], training, tokenizer=tokenizer, extra=extra).fit()
+    return out
+
+
+def test_a_run_made_through_the_api_evaluates_from_the_command_line(corpus, tmp_path, capsys):
+    run = api_run(corpus, tmp_path / "api")
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "records no training data: this run was trained through the API; give --data FILE" in err
+    assert "KeyError" not in err and len(err.strip().splitlines()) == 1
+    table = evaluation_table(["evaluate", str(run), "--data", str(corpus), "--lengths", "16,32"], capsys)
+    assert [line.split()[0] for line in table.splitlines()] == ["length", "16", "32"]
+    assert main(["info", str(run)]) == 0
+    assert "data        not recorded: trained through the API (tfa evaluate needs --data FILE)" in (
+        capsys.readouterr().out)
