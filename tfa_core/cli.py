@@ -128,7 +128,7 @@ _MODEL_FLAGS = {"model": "model_type", "n_layer": "n_layer", "n_head": "n_head",
                 "dropout": "dropout", "block_size": "block_size",
                 "max_position_embeddings": "max_position_embeddings", "use_v": "use_v",
                 "use_proj": "use_proj"}
-# (--data and --strip/--keep-markdown are checked against the text itself: see _recorded_corpus)
+# (--data is checked by the SHA-256 of its text, in _recorded_corpus; --strip/--keep-markdown in _resumed_run)
 _DATA_FLAGS = {"tokenizer": "tokenizer", "val_fraction": "val_fraction"}
 _TRAINING_FLAGS = {"batch_size": "batch_size", "lr": "learning_rate", "min_lr": "min_learning_rate",
                    "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "grad_clip": "grad_clip",

@@ -127,16 +127,17 @@ class Corpus:
     """Training text read from one source, and what reading it did.
 
     ``source`` is ``"shakespeare"`` or the absolute, resolved path that was read, so a run that
-    records it can find the text again from any working directory. ``files`` are the files read,
-    in order; ``skipped`` says, for each file of a folder that was not read, why (``"data.bin:
-    binary"``); ``hidden`` names the hidden files and folders (``.git``) left out.
-    ``removed_characters`` is how many characters ``remove_markdown`` took out (0 unless
-    ``stripped``).
+    records it can find the text again from any working directory; ``is_folder`` says whether it
+    is a folder of yours. ``files`` are the files read, in order; ``skipped`` says, for each file
+    of a folder that was not read, why (``"data.bin: binary"``); ``hidden`` names the hidden files
+    and folders (``.git``) left out. ``removed_characters`` is how many characters
+    ``remove_markdown`` took out (0 unless ``stripped``).
     """
 
     text: str
     source: str
     files: list[Path]
+    is_folder: bool = False
     skipped: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)
     stripped: bool = False
@@ -151,7 +152,7 @@ class Corpus:
         """One line each for what the reader should know: the files of a folder that were read
         and left out, and the characters that Markdown stripping removed from your own text."""
         lines = []
-        if self.source != "shakespeare" and Path(self.source).is_dir():
+        if self.is_folder:
             line = f"read {len(self.files)} text file(s) from {self.source}"
             if self.skipped:
                 line += f"; skipped {len(self.skipped)}: " + _first_few(self.skipped)
@@ -237,8 +238,10 @@ def read_corpus(path: str | os.PathLike, strip_markdown: bool = False) -> Corpus
         plain = [remove_markdown(text) for text in texts]
         removed = sum(len(before) - len(after) for before, after in zip(texts, plain))
         texts = plain
+    is_folder = source != "shakespeare" and not single_file
     text = texts[0] if single_file else _join_documents(texts)
-    return Corpus(text, source, files, skipped, hidden, strip_markdown, removed)
+    return Corpus(text, source, files, is_folder=is_folder, skipped=skipped, hidden=hidden,
+                  stripped=strip_markdown, removed_characters=removed)
 
 
 def load_text(path: str | os.PathLike, strip_markdown: bool = False) -> str:
