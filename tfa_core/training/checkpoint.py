@@ -49,8 +49,8 @@ from tfa_core.model.registry import get_model
 from tfa_core.training.resources import format_bytes, require_memory
 
 __all__ = ["Checkpoint", "CheckpointError", "UnregisteredModelError", "save_checkpoint", "load_checkpoint",
-           "latest_checkpoint", "list_checkpoints", "find_resumable", "holds_run", "clean_leftovers", "checkpoint_dir",
-           "restore_rng", "read_history", "write_history"]
+           "latest_checkpoint", "list_checkpoints", "find_resumable", "holds_run", "clean_leftovers",
+           "checkpoint_dir", "restore_rng", "read_history", "write_history"]
 
 FORMAT_VERSION = 2  # 2: SHA256SUMS; format 1 (no checksums) still loads
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
