@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -446,7 +447,7 @@ class Trainer:
         try:
             return next(self._batches)
         except StopIteration:
-            if iter(self.train_batches) is self.train_batches:
+            if isinstance(self.train_batches, Iterator):  # a generator: its batches are spent
                 raise ValueError("train_tokens ran out of batches: a generator or iterator cannot start "
                                  "again; pass a list or a DataLoader, which can") from None
             self._batches = iter(self.train_batches)
