@@ -122,7 +122,8 @@ def test_resuming_with_an_iterable_says_the_order_starts_again(tmp_path):
     batches = [torch.randint(0, VOCAB, (2, 8)) for _ in range(3)]
     Trainer(tiny_model(), batches, None, settings(max_steps=2, out_dir=str(tmp_path))).fit()
     with pytest.warns(UserWarning, match="starts again from its beginning"):
-        resumed = Trainer(tiny_model(), batches, None, settings(max_steps=4, out_dir=str(tmp_path)), resume=True)
+        resumed = Trainer(tiny_model(), batches, None, settings(max_steps=4, out_dir=str(tmp_path)),
+                          resume=True)
     assert resumed.step == 2 and "batch order differs" in resumed.notes[-1]
 
 
@@ -161,8 +162,9 @@ def test_under_ddp_only_rank_0_logs_and_the_loss_is_the_mean_over_ranks(tmp_path
     script = tmp_path / "ddp_losses.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(tmp_path), "2"], env=env, capture_output=True, text=True, timeout=120)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    two = subprocess.run([*torchrun, str(script), str(tmp_path), "2"], env=env, capture_output=True, text=True,
+                         timeout=120)
     assert two.returncode == 0, two.stderr[-3000:]
     os.makedirs(tmp_path / "single")
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "4"], env=env,
