@@ -163,8 +163,8 @@ def test_under_ddp_only_rank_0_logs_and_the_loss_is_the_mean_over_ranks(tmp_path
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    two = subprocess.run([*torchrun, str(script), str(tmp_path), "2"], env=env, capture_output=True, text=True,
-                         timeout=120)
+    two = subprocess.run([*torchrun, str(script), str(tmp_path), "2"], env=env, capture_output=True,
+                         text=True, timeout=120)
     assert two.returncode == 0, two.stderr[-3000:]
     os.makedirs(tmp_path / "single")
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "4"], env=env,
