@@ -262,9 +262,11 @@ class Trainer:
             raise ValueError(f"train_tokens must be 1-D (one stream of token ids), got shape "
                              f"{tuple(train_tokens.shape)}; for batches of your own pass an iterable of "
                              "them (a list or a DataLoader)")
-        for name, part, need in (("train_tokens", train_tokens, self.block_size),
-                                 ("val_tokens", val_tokens, self.block_size + 1)):
-            if isinstance(part, torch.Tensor) and len(part) < need:
+        streams = [("val_tokens", val_tokens, self.block_size + 1)]
+        if self.train_batches is None:  # batches of your own are sized by you
+            streams.insert(0, ("train_tokens", train_tokens, self.block_size))
+        for name, part, need in streams:
+            if part is not None and len(part) < need:
                 raise ValueError(f"{name} holds {len(part)} tokens, fewer than one window of {need}; "
                                  "use more text, a smaller block_size or (for validation) a larger share "
                                  "of it")
