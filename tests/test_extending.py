@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from tfa_core import (CausalLanguageModel, FactoredTransformer, GPTConfigALiBi, VanillaGPT,
                       estimate_model_parameters, get_model, load_checkpoint, register_model)
-from tfa_core.cli import MODELS_ENV, import_models, main
+from tfa_core.cli import MODELS_ENV, CommandError, import_models, main
 from tfa_core.experiments.inspection import attention_maps
 from tfa_core.model.common import merge_heads, split_heads
 from tfa_core.model.registry import MODEL_REGISTRY, USER_MODELS, known_position_schemes, position_scheme_of
@@ -260,6 +260,11 @@ def test_import_models_takes_a_file_once_and_a_module_name(example):
     assert import_models(str(example)) is first  # named twice: imported once, registered once
     assert "FactoredKerple" in MODEL_REGISTRY
     assert import_models("json") is json
+    shadow = example.with_name("json.py")
+    shadow.write_text("raise SystemExit('never run')\n")
+    with pytest.raises(CommandError, match="'json' is already taken by the module"):
+        import_models(str(shadow))
+    assert sys.modules["json"] is json
 
 
 def test_import_mistakes_are_one_line(tmp_path, capsys):

@@ -53,8 +53,11 @@ def import_models(module: str):
         if not path.is_file():
             raise CommandError(f"--import {module}: no such file")
         loaded = sys.modules.get(path.stem)
-        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
-            return loaded
+        if loaded is not None:
+            if Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+                return loaded
+            raise CommandError(f"--import {module}: the name {path.stem!r} is already taken by the module "
+                               f"{getattr(loaded, '__file__', None) or loaded!r}; rename your file")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         loaded = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = loaded
