@@ -6,6 +6,8 @@
     tfa info runs/char
     tfa extrapolate --recipe cpu --out runs/study
 
+``tfa --import mymodels.py train --model MyModel ...`` (or ``TFA_MODELS=mymodels.py``) first imports a
+module that registers models of your own (``docs/EXTENDING.md``), so that every command knows them.
 ``torchrun --nproc_per_node=N -m tfa_core.cli train ...`` trains on N processes (DDP). Mistakes (a
 missing file, a bad value, a run without checkpoints) end with one line on stderr and exit code 2;
 set ``TFA_DEBUG=1`` to see the full traceback instead.
@@ -14,6 +16,8 @@ set ``TFA_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -21,7 +25,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["main", "main_exit", "build_parser"]
+__all__ = ["main", "main_exit", "build_parser", "import_models", "MODELS_ENV"]
+
+MODELS_ENV = "TFA_MODELS"
+"""Modules to import before every command, separated like PYTHONPATH (``:``, on Windows ``;``)."""
 
 
 class CommandError(Exception):
@@ -33,6 +40,48 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- models of your own: imported before the flags are parsed ----------------------------------
+
+def import_models(module: str):
+    """Import ``module``, which registers models with ``tfa_core.register_model``: a path to a ``.py``
+    file (imported under its file name, once however often it is named) or a module name on the
+    Python path (``mypackage.models``). Returns the module."""
+    path = Path(module)
+    if module.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise CommandError(f"--import {module}: no such file")
+        loaded = sys.modules.get(path.stem)
+        if loaded is not None:
+            if Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+                return loaded
+            raise CommandError(f"--import {module}: the name {path.stem!r} is already taken by the module "
+                               f"{getattr(loaded, '__file__', None) or loaded!r}; rename your file")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = loaded
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[path.stem]
+            raise
+        return loaded
+    return importlib.import_module(module)
+
+
+def _modules_to_import(argv: list[str]) -> list[str]:
+    """The modules that ``TFA_MODELS`` names, then those of each ``--import`` before the command."""
+    modules = [m for m in os.environ.get(MODELS_ENV, "").split(os.pathsep) if m.strip()]
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):  # the options before the command
+        if argv[index] == "--import" and index + 1 < len(argv):
+            modules.append(argv[index + 1])
+            index += 1
+        elif argv[index].startswith("--import="):
+            modules.append(argv[index].split("=", 1)[1])
+        index += 1
+    return modules
 
 
 # -- flag types: each value is checked as it is parsed, before any work ------------------------
@@ -76,7 +125,9 @@ def model_name(text: str) -> str:
     from tfa_core.model.registry import list_available_models
 
     if text not in list_available_models():
-        raise argparse.ArgumentTypeError(f"unknown model {text!r}; choose one of {list_available_models()}")
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; choose one of {list_available_models()}, "
+                                         "or import the module that registers yours: tfa --import "
+                                         "mymodels.py ...")
     return text
 
 
@@ -616,6 +667,10 @@ def command_extrapolate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tfa", description="Token-Factored Transformer with ALiBi")
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="import this module first (a .py file or a module name): it registers "
+                             f"models of your own with tfa_core.register_model; repeatable; also "
+                             f"{MODELS_ENV}=MODULE")
     # subcommands parse with OneLineParser too
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -682,6 +737,17 @@ def main(argv: list[str] | None = None) -> int:
     ends in one line on stderr and exit code 2."""
     from tfa_core.training.trainer import TrainingDiverged
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for module in _modules_to_import(argv):  # before parsing: --model must know the names they add
+        try:
+            import_models(module)
+        except Exception as error:
+            if os.environ.get("TFA_DEBUG"):
+                raise
+            why = error if isinstance(error, CommandError) else f"importing {module} failed: " \
+                f"{type(error).__name__}: {error}"
+            print(f"tfa: error: {' '.join(str(why).split())}", file=sys.stderr)
+            return 2
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # a bad flag (the parser printed its one line), or --help
