@@ -41,8 +41,8 @@ RECIPES = {
     # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU. Shakespeare's training split
     # is 1,350,185 GPT-2 tokens, so 600 steps of 32 x 256 tokens pass over it 3.6 times. Repeated data
     # is worth about as much as new data up to about 4 passes and much less after (Muennighoff et al.,
-    # "Scaling Data-Constrained Language Models", 2023); 5,000 steps made 30 passes, and the validation
-    # loss of a 15 M-parameter model climbs long before that. Dropout 0.1 (the `small` preset's own) is
+    # "Scaling Data-Constrained Language Models", 2023); 5,000 steps made 30 passes with dropout 0, which
+    # notebook 09 warns will overfit a 15 M-parameter model. Dropout 0.1 (the `small` preset's own) is
     # the regulariser that acts within 600 steps; weight decay 0.1 (AdamW, the Trainer's default)
     # shrinks the weights by only about 3% in so few steps. Training with dropout runs attention on SDPA
     # with a bias (256 tokens: small); evaluation has no dropout and takes FlexAttention.

@@ -175,13 +175,14 @@ def _compiled_flex_attention():
     Dynamo keeps at most ``torch._dynamo.config.recompile_limit`` (8) compiled versions of a function;
     past that it runs the function uncompiled, and uncompiled FlexAttention builds the whole ``T x T``
     score matrix, at exactly the long lengths this path is for. Compiled with ``dynamic=False``, every
-    (batch, length) was a version of its own, and one study's evaluation made 16 of them. Two other
-    cures fail: a ``torch.compile`` wrapper per length shares one cache and one limit with every other
-    wrapper of ``flex_attention`` (dynamo keeps them on the function's code), and a higher limit only
-    moves the cliff. So PyTorch's default, "automatic dynamic": the first shape gets a kernel for its
-    sizes, and the first call whose length (or batch) differs compiles once more with that size
-    symbolic, a kernel that then serves every size; a batch of one is one more. So at most four, and
-    two for a study's evaluation, as ``tests/test_fast_attention.py`` counts.
+    (batch, length) was a version of its own, and the cpu recipe's evaluation made 15 of them. Two
+    other cures fail: a ``torch.compile`` wrapper per length shares one cache and one limit with every
+    other wrapper of ``flex_attention`` (dynamo keeps them on the function's code), and a higher limit
+    only moves the cliff. So PyTorch's default, "automatic dynamic": the first shape gets a kernel for
+    its sizes, and the first call whose length differs compiles once more with the length symbolic, a
+    kernel that then serves every length; a different batch is one more, a batch of one another. So at
+    most four per dtype and grad mode: two for a study's evaluation in full batches, four with its
+    shorter last batches, as ``tests/test_fast_attention.py`` counts.
     """
     from torch.nn.attention.flex_attention import flex_attention
 
