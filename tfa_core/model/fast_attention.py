@@ -21,6 +21,7 @@ things here avoid it, and the model reaches all three through one switch, ``mode
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 
@@ -189,6 +190,15 @@ def _compiled_flex_attention():
     return torch.compile(flex_attention, dynamic=None)
 
 
+def _raising_at_the_recompile_limit():
+    """A context in which dynamo, past its recompile limit, raises ``FailOnRecompileLimitHit``
+    instead of running the function uncompiled (torch 2.7 and later; older ones log a warning)."""
+    config = torch._dynamo.config
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        return config.patch(fail_on_recompile_limit_hit=True)
+    return contextlib.nullcontext()
+
+
 def flex_alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor,
                          compile: bool = True) -> torch.Tensor:
     """Causal ALiBi attention with FlexAttention: ``q``, ``k``, ``v`` are ``(B, H, T, d)`` (as many
@@ -213,9 +223,9 @@ def flex_alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slop
     if not compile:
         return flex_attention(q, k, v, score_mod=alibi, block_mask=block_mask)
     try:
-        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):  # raise, never run unfused
+        with _raising_at_the_recompile_limit():
             return _compiled_flex_attention()(q, k, v, score_mod=alibi, block_mask=block_mask)
-    except torch._dynamo.exc.FailOnRecompileLimitHit:
+    except getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", ()):
         warnings.warn(f"FlexAttention reached torch.compile's recompile limit "
                       f"({torch._dynamo.config.recompile_limit}) at queries of shape {tuple(q.shape)}, "
                       f"{q.dtype}: this call runs in query blocks instead (slower, still no T x T scores); "
