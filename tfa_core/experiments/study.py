@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,9 +26,10 @@ from tfa_core.training.distributed import pick_device
 from tfa_core.experiments.evaluation import evaluate_length
 from tfa_core.model.registry import get_model, position_scheme_of
 from tfa_core.data.tokenizers import create_tokenizer
-from tfa_core.training.trainer import Trainer, TrainingConfig
+from tfa_core.training.resources import flops_per_token, matmul_flops_per_second
+from tfa_core.training.trainer import TRAINING_DEFAULTS, Trainer, TrainingConfig
 
-__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "write_report", "plot_study"]
+__all__ = ["RECIPES", "STUDY_MODELS", "run_extrapolation_study", "recipe_cost", "write_report", "plot_study"]
 
 STUDY_MODELS = ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE",
                 "Vanilla", "VanillaALiBi"]
@@ -36,11 +38,21 @@ RECIPES = {
     # character level, 4L-4H-128D, trained at 128: a few minutes per model on two CPU cores
     "cpu": dict(tokenizer="character", preset="character", block_size=128, steps=600, batch_size=32,
                 learning_rate=1e-3, warmup_steps=50, lengths=[128, 256, 512, 1024, 2048], eval_tokens=32768),
-    # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU
-    "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=5000, batch_size=32,
-                 learning_rate=6e-4, warmup_steps=200, lengths=[256, 512, 1024, 2048, 4096],
-                 eval_tokens=131072),
+    # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU. Shakespeare's training split
+    # is 1,350,185 GPT-2 tokens, so 600 steps of 32 x 256 tokens pass over it 3.6 times. Repeated data
+    # is worth about as much as new data up to about 4 passes and much less after (Muennighoff et al.,
+    # "Scaling Data-Constrained Language Models", 2023); 5,000 steps made 30 passes with dropout 0, which
+    # notebook 09 warns will overfit a 15 M-parameter model. Dropout 0.1 (the `small` preset's own) is
+    # the regulariser that acts within 600 steps; weight decay 0.1 (AdamW, the Trainer's default)
+    # shrinks the weights by only about 3% in so few steps. Training with dropout runs attention on SDPA
+    # with a bias (256 tokens: small); evaluation has no dropout and takes FlexAttention.
+    "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=600, batch_size=32,
+                 learning_rate=6e-4, warmup_steps=60, dropout=0.1, weight_decay=0.1,
+                 lengths=[256, 512, 1024, 2048, 4096], eval_tokens=131072),
 }
+
+
+DEFAULT_WEIGHT_DECAY = TRAINING_DEFAULTS["weight_decay"]
 
 
 def _architecture(model_type: str) -> str:
@@ -59,6 +71,8 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
 
     Writes ``results.csv``, ``report.md``, ``perplexity.png`` and ``loss_by_position.png`` into
     ``out_dir`` (and each model's checkpoint under ``out_dir/models``). Returns the result rows.
+    The ``"cuda"`` recipe on a machine without CUDA stops with a ``ValueError`` that says how long it
+    would take there, unless ``device`` names the device (then it warns and runs).
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
@@ -69,32 +83,26 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
     steps = steps or settings["steps"]
     lengths = list(lengths or settings["lengths"])
     eval_tokens = eval_tokens or settings["eval_tokens"]
+    asked_device, device = device, pick_device(device)
+    if recipe == "cuda" and not device.startswith("cuda"):
+        _refuse_cuda_recipe_without_cuda(asked_device, device, models, steps, data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(device)
 
     if strip_markdown is None:
         strip_markdown = markdown_stripped_by_default(data)
-    corpus = read_corpus(data, strip_markdown=strip_markdown)
-    for line in corpus.notes():
-        print(line)
-    text = corpus.text
-    tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
-                 else create_tokenizer("character", text=text))
-    train, val = train_val_split(torch.tensor(tokenizer.encode(text)), 0.1)
+    tokenizer, train, val = _study_data(settings, data, strip_markdown)
     rows = []
     stages = tqdm(total=2 * len(models), desc="study", unit="stage", disable=not progress)
     for name in models:
-        config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
-                                          max_position_embeddings=max(lengths), dropout=0.0,
-                                          **settings.get("config_overrides", {}))
-        config.update_from_tokenizer(tokenizer)
+        config = _study_config(settings, tokenizer, lengths)
         torch.manual_seed(seed)
         model = get_model(name, config)
         stages.set_postfix(model=name, stage="train")
         training = TrainingConfig(max_steps=steps, batch_size=settings["batch_size"],
                                   learning_rate=settings["learning_rate"],
                                   warmup_steps=min(settings["warmup_steps"], steps),
+                                  weight_decay=settings.get("weight_decay", DEFAULT_WEIGHT_DECAY),
                                   eval_interval=steps, eval_batches=10, seed=seed, device=device,
                                   out_dir=str(out_dir / "models" / name), progress=False)
         started = time.perf_counter()
@@ -121,6 +129,73 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
     (out_dir / "report.md").write_text(write_report(rows, **context))
     plot_study(rows, out_dir, train_length=settings["block_size"])
     return rows
+
+
+def _study_data(settings: dict, data: str, strip_markdown: bool):
+    """The recipe's tokenizer and the data's token ids, split 90 / 10 into training and validation."""
+    corpus = read_corpus(data, strip_markdown=strip_markdown)
+    for line in corpus.notes():
+        print(line)
+    text = corpus.text
+    tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
+                 else create_tokenizer("character", text=text))
+    train, val = train_val_split(torch.tensor(tokenizer.encode(text)), 0.1)
+    return tokenizer, train, val
+
+
+def _study_config(settings: dict, tokenizer, lengths):
+    config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
+                                      max_position_embeddings=max(lengths),
+                                      dropout=settings.get("dropout", 0.0),
+                                      **settings.get("config_overrides", {}))
+    config.update_from_tokenizer(tokenizer)
+    return config
+
+
+def recipe_cost(recipe: str = "cuda", models=None, steps: int | None = None,
+                data: str = "shakespeare") -> dict:
+    """What a recipe's study costs, before it runs (no model is built: parameters are counted on the
+    ``meta`` device). Returns a dict:
+
+    - ``tokens``: tokens each model trains on, ``steps x batch_size x block_size``;
+    - ``train_tokens`` and ``passes``: the training split's size, and how often ``tokens`` cover it;
+    - ``train_flops``: :func:`~tfa_core.training.resources.flops_per_token` times ``tokens``, summed
+      over ``models`` (default: :data:`STUDY_MODELS`);
+    - ``eval_flops``: the evaluation's forward passes: at each length, about ``eval_tokens`` tokens in
+      non-overlapping windows and twice that in sliding ones (models that stop at their training
+      length are counted too: an upper bound);
+    - ``flops``: the sum.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
+    settings = RECIPES[recipe]
+    models = list(models or STUDY_MODELS)
+    steps = steps or settings["steps"]
+    tokenizer, train, _ = _study_data(settings, data, markdown_stripped_by_default(data))
+    config = _study_config(settings, tokenizer, settings["lengths"])
+    tokens = steps * settings["batch_size"] * settings["block_size"]
+    train_flops = sum(flops_per_token(name, config) for name in models) * tokens
+    evaluated = 3 * settings["eval_tokens"]  # each length: non-overlapping once, sliding windows twice
+    eval_flops = sum(flops_per_token(name, config, length) / 3 * evaluated  # a forward pass: a third
+                     for name in models for length in settings["lengths"])
+    return dict(recipe=recipe, models=len(models), steps=steps, tokens=tokens, train_tokens=len(train),
+                passes=tokens / len(train), train_flops=train_flops, eval_flops=eval_flops,
+                flops=train_flops + eval_flops)
+
+
+def _refuse_cuda_recipe_without_cuda(asked_device: str, device: str, models, steps, data) -> None:
+    """The cuda recipe on a machine without CUDA: a ``ValueError`` when the device was left to
+    ``"auto"``, a warning when the caller named it. Either says how long it would take here."""
+    cost = recipe_cost("cuda", models, steps, data)
+    rate = matmul_flops_per_second(device)
+    hours = cost["flops"] / rate / 3600
+    why = (f"the cuda recipe needs a GPU: {cost['models']} models x {cost['tokens']:,} training tokens, "
+           f"{cost['flops']:.2g} FLOPs, at least {hours:,.0f} hours on this {device} "
+           f"({rate / 1e9:.0f} GFLOP/s at best, measured on matrix products)")
+    if asked_device == "auto":
+        raise ValueError(f"{why}; pass --device cpu (in Python: device='cpu') to run it anyway, "
+                         "or use --recipe cpu")
+    warnings.warn(f"{why}; running it on {device} because you asked for it", RuntimeWarning, stacklevel=3)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
