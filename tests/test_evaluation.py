@@ -125,13 +125,13 @@ def test_budget_mistakes_are_named(tokens):
     model = model_for()
     with pytest.raises(ValueError, match="tokens_scored is 1,000 but the text has only 999 targets"):
         evaluate_length(model, tokens, 16, tokens_scored=1000)
-    with pytest.raises(ValueError, match="a window of 16 needs at least 16 scored targets, but tokens_scored is 15"):
+    with pytest.raises(ValueError, match="needs at least 16 scored targets, but tokens_scored is 15"):
         evaluate_length(model, tokens, 16, tokens_scored=15)
     with pytest.raises(TypeError, match="tokens_scored must be an int"):
         evaluate_length(model, tokens, 16, tokens_scored=100.0)
     with pytest.raises(ValueError, match="distributed=True needs a process group"):
         evaluate_length(model, tokens, 16, distributed=True)
-    with pytest.raises(ValueError, match="a window of 16 needs at least 16 scored targets, but tokens_scored is 9"):
+    with pytest.raises(ValueError, match="needs at least 16 scored targets, but tokens_scored is 9"):
         evaluate_length(model, tokens[:10], 16)  # the default budget is all the text has
 
 
