@@ -118,6 +118,29 @@ def _check_budget(tokens: torch.Tensor, length: int, tokens_scored: int | None) 
     return tokens_scored
 
 
+def _process_share(distributed: bool) -> tuple[int, int]:
+    """(rank, world_size): which share of the windows this process scores."""
+    if not distributed:
+        return 0, 1
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("distributed=True needs a process group (torch.distributed.init_process_group, "
+                         "which torchrun's processes call); leave it False in a single process")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _score(model, text: torch.Tensor, windows, rows: int, length: int, device):
+    """The sum of the scored losses and the number of scored targets at each window position, both
+    ``(length,)`` float64, over ``windows`` of ``text`` in batches of ``rows``."""
+    by_position = torch.zeros(length, dtype=torch.float64)
+    position_count = torch.zeros(length, dtype=torch.float64)
+    for i in range(0, len(windows), rows):
+        inputs, scored = _window_batch(text, windows[i:i + rows], rows, length)
+        losses = token_losses(model, inputs.to(device)).double().cpu()  # (rows, L)
+        by_position += torch.where(scored, losses, 0.0).sum(0)  # padding counts nowhere
+        position_count += scored.sum(0)
+    return by_position, position_count
+
+
 @torch.no_grad()
 def evaluate_length(model, tokens: torch.Tensor, length: int, mode: str = "non_overlapping",
                     stride: int | None = None, batch_size: int = 8, tokens_scored: int | None = None,
@@ -146,24 +169,14 @@ def evaluate_length(model, tokens: torch.Tensor, length: int, mode: str = "non_o
         return LengthResult(length, mode, float("nan"), 0, note=f"cannot run {length} tokens: {why}",
                             stride=stride)
     tokens_scored = _check_budget(tokens, length, tokens_scored)
-    text = tokens[:tokens_scored + 1]  # all the evaluation ever reads
     windows = scored_windows(tokens_scored, length, stride)
-    if distributed and not (dist.is_available() and dist.is_initialized()):
-        raise ValueError("distributed=True needs a process group (torch.distributed.init_process_group, "
-                         "which torchrun's processes call); leave it False in a single process")
-    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    mine = windows[rank::world_size]
+    rank, world_size = _process_share(distributed)
     rows = min(batch_size, math.ceil(len(windows) / world_size))  # one shape, (rows, length), everywhere
     device = device or next(model.parameters()).device
+    text = tokens[:tokens_scored + 1]  # all the evaluation ever reads
     was_training = model.training
     model.eval()
-    by_position = torch.zeros(length, dtype=torch.float64)
-    position_count = torch.zeros(length, dtype=torch.float64)
-    for i in range(0, len(mine), rows):
-        inputs, scored = _window_batch(text, mine[i:i + rows], rows, length)
-        losses = token_losses(model, inputs.to(device)).double().cpu()  # (rows, L)
-        by_position += torch.where(scored, losses, 0.0).sum(0)  # padding counts nowhere
-        position_count += scored.sum(0)
+    by_position, position_count = _score(model, text, windows[rank::world_size], rows, length, device)
     model.train(was_training)
     if distributed:  # add up every process's sums
         sums = torch.cat([by_position, position_count]).to(device)
