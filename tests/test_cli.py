@@ -1,4 +1,7 @@
+import csv
 import hashlib
+import json
+import math
 import os
 import subprocess
 import sys
@@ -24,7 +27,7 @@ def corpus(tmp_path):
 def tiny_run_args(corpus, out, batch_size=4, steps=3, eval_interval=None):
     return ["train", "--data", str(corpus), "--n-layer", "2", "--n-embd", "32", "--block-size", "32",
             "--batch-size", str(batch_size), "--steps", str(steps),
-            "--eval-interval", str(eval_interval or steps), "--eval-batches", "1", "--dropout", "0",
+            "--eval-interval", str(eval_interval or steps), "--dropout", "0",
             "--warmup-steps", "1", "--no-progress", "--out", str(out)]
 
 
@@ -53,8 +56,48 @@ def test_train_info_generate_evaluate(corpus, tmp_path, capsys):
 
     assert main(["evaluate", str(run), "--lengths", "16,32,128,256"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["length", "loss", "perplexity"]
-    assert len(table) == 5 and "past the model's limit of 128" in table[4]
+    # the validation split: the last 10% of 4,680 characters; every length scores all its 467 targets
+    assert table[0] == ("scoring the same 467 tokens at every length: the first of the validation split "
+                        "(468 tokens)")
+    assert table[1].split() == ["length", "mode", "loss", "perplexity", "tokens", "scored"]
+    assert [line.split()[0] for line in table[2:]] == ["16", "32", "128", "256"]
+    assert [line.split()[4] for line in table[2:5]] == ["467", "467", "467"]
+    assert len(table) == 6 and "past the model's limit of 128" in table[5]
+
+
+def test_evaluate_writes_json_and_csv_and_matches_the_runs_validation(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(tiny_run_args(corpus, run, steps=2) + ["--eval-tokens", "320"]) == 0
+    val_loss = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()][-1]["val_loss"]
+    capsys.readouterr()
+    # the defaults: the run's block size, non-overlapping windows, the run's eval_tokens
+    assert main(["evaluate", str(run), "--json", str(tmp_path / "one.json")]) == 0
+    report = json.loads((tmp_path / "one.json").read_text())
+    assert report["tokens_scored"] == 320 and report["step"] == 2 and len(report["results"]) == 1
+    assert report["results"][0]["loss"] == pytest.approx(val_loss, abs=1e-6)  # the trainer's number
+
+    argv = ["evaluate", str(run), "--lengths", "16,32,64", "--mode", "both", "--tokens", "256",
+            "--batch-size", "3", "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "scoring the same 256 tokens at every length" in out and f"wrote {tmp_path / 'r.csv'}" in out
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [(r["length"], r["mode"], r["stride"]) for r in rows] == [
+        (16, "non_overlapping", 16), (16, "sliding", 8), (32, "non_overlapping", 32), (32, "sliding", 16),
+        (64, "non_overlapping", 64), (64, "sliding", 32)]
+    assert [r["tokens_scored"] for r in rows] == [256] * 6
+    assert math.isfinite(rows[0]["loss"])
+    assert rows[0]["perplexity"] == pytest.approx(math.exp(rows[0]["loss"]))
+    with open(tmp_path / "r.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(int(r["length"]), r["mode"]) for r in table] == [(r["length"], r["mode"]) for r in rows]
+    assert [float(r["loss"]) for r in table] == pytest.approx([r["loss"] for r in rows], abs=1e-12)
+
+    assert main(["evaluate", str(run), "--lengths", "32,100", "--tokens", "64",
+                 "--json", str(tmp_path / "short.json")]) == 0
+    assert "longer than the 64 tokens scored; raise --tokens" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "short.json").read_text())["results"]
+    assert rows[1]["loss"] is None and rows[1]["tokens_scored"] == 0
 
 
 def test_resume_from_the_command_line(corpus, tmp_path, capsys):
@@ -101,6 +144,11 @@ def test_two_processes_equal_one_process_on_the_combined_batch(corpus, tmp_path)
         env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "x 2 processes" in result.stdout
+    # validation scores all 467 validation targets (15 windows of 32: 8 on one process, 7 on the other)
+    # and adds up the sums: the number one process with twice the batch reports
+    one_val, two_val = (json.loads((run / "history.jsonl").read_text().splitlines()[-1])["val_loss"]
+                        for run in (single, tmp_path / "ddp"))
+    assert two_val == pytest.approx(one_val, abs=1e-5)
     one = load_file(str(single / "checkpoints" / "step-00000003" / "model.safetensors"))
     two = load_file(str(tmp_path / "ddp" / "checkpoints" / "step-00000003" / "model.safetensors"))
     assert one.keys() == two.keys()

@@ -19,7 +19,7 @@ from tfa_core import GPTConfigALiBi, create_tokenizer, get_model
 from tfa_core.training.trainer import Trainer, TrainingConfig, learning_rate_at
 
 TEXT = "Now is the winter of our discontent made glorious summer by this sun of York.\n" * 60
-TINY = ["--n-layer", "1", "--n-embd", "32", "--block-size", "32", "--batch-size", "4", "--eval-batches", "1",
+TINY = ["--n-layer", "1", "--n-embd", "32", "--block-size", "32", "--batch-size", "4", "--eval-tokens", "128",
         "--dropout", "0", "--warmup-steps", "1", "--no-progress"]
 
 
@@ -138,6 +138,15 @@ CASES = [
     ("more-lengths-garbled", ["evaluate", "{run}", "--lengths", "128,abc"],
      "expected comma-separated whole numbers"),
     ("more-evaluate-batch-huge", ["evaluate", "{run}", "--batch-size", "1000000000"], "needs at least"),
+    ("more-evaluate-tokens-1", ["evaluate", "{run}", "--tokens", "1"], "--tokens: must be 2 or more, got 1"),
+    ("more-evaluate-tokens-past-the-text", ["evaluate", "{run}", "--tokens", "100000"],
+     "--tokens 100,000 is more than the 467 the text holds"),
+    ("more-evaluate-mode-unknown", ["evaluate", "{run}", "--mode", "strided"], "invalid choice: 'strided'"),
+    ("more-evaluate-json-no-folder", ["evaluate", "{run}", "--json", "no/such/folder/r.json"],
+     "the folder no/such/folder does not exist"),
+    ("more-evaluate-csv-a-folder", ["evaluate", "{run}", "--csv", "{run}"], "needs a file name"),
+    ("more-evaluate-max-batches-retired", ["evaluate", "{run}", "--max-batches", "2"],
+     "unrecognized arguments: --max-batches"),
     ("more-run-missing", ["info", "{new}"], "not found"),
     ("more-extrapolate-steps-0", ["extrapolate", "--out", "{new}", "--steps", "0"],
      "--steps: must be 1 or more"),

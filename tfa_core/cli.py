@@ -171,6 +171,16 @@ def run_folder(text: str) -> str:
     return text
 
 
+def output_file(text: str) -> str:
+    """An argparse type: a file to write, in a folder that exists (checked before any work)."""
+    path = Path(text)
+    if not text.strip() or path.is_dir():
+        raise argparse.ArgumentTypeError(f"needs a file name, got {text!r}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} cannot be written: the folder {path.parent} does not exist")
+    return text
+
+
 # -- train -----------------------------------------------------------------------------------
 
 # Flags that describe the model, the data or the training: given with --resume they must agree with
@@ -184,7 +194,7 @@ _DATA_FLAGS = {"tokenizer": "tokenizer", "val_fraction": "val_fraction"}
 _TRAINING_FLAGS = {"batch_size": "batch_size", "lr": "learning_rate", "min_lr": "min_learning_rate",
                    "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
                    "grad_accum": "grad_accum_steps", "eval_interval": "eval_interval",
-                   "eval_batches": "eval_batches", "log_interval": "log_interval", "seed": "seed",
+                   "eval_tokens": "eval_tokens", "log_interval": "log_interval", "seed": "seed",
                    "precision": "precision"}
 DEFAULT_STEPS = 600
 
@@ -234,7 +244,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--grad-clip", type=finite_number(0),
                      help=f"default {D['grad_clip']}; 0 turns clipping off")
     run.add_argument("--eval-interval", type=whole_number(1), help=f"default {D['eval_interval']}")
-    run.add_argument("--eval-batches", type=whole_number(1), help=f"default {D['eval_batches']}")
+    run.add_argument("--eval-tokens", type=whole_number(2),
+                     help=f"validation targets scored, the same for any batch size "
+                     f"(default {D['eval_tokens']:,}, or all of the split when shorter)")
     run.add_argument("--log-interval", type=whole_number(1), help=f"default {D['log_interval']}")
     run.add_argument("--seed", type=whole_number(0), help=f"default {D['seed']}")
     run.add_argument("--device", type=device_name, default="auto",
@@ -597,27 +609,30 @@ def _evaluation_tokens(saved, args) -> torch.Tensor:
 def command_evaluate(args) -> int:
     from tfa_core.training.distributed import pick_device
     from tfa_core.training.resources import inference_bytes, require_memory
-    from tfa_core.training.trainer import estimate_loss
+    from tfa_core.training.trainer import TRAINING_DEFAULTS
 
     saved = _load_run(args.run, args.device)
     lengths = args.lengths or [saved.config.block_size]
+    modes = ["non_overlapping", "sliding"] if args.mode == "both" else [args.mode]
     n_params = sum(p.numel() for p in saved.model.parameters())
     for length in lengths:
         require_memory(inference_bytes(n_params, saved.config, args.batch_size, length),
                        pick_device(args.device), f"evaluating batch {args.batch_size} x {length}",
                        "lower --batch-size")
     val = _evaluation_tokens(saved, args)
-    print(f"{'length':>8} {'loss':>8} {'perplexity':>11}")
+    budget = _evaluation_budget(args.tokens, saved.extra.get("training"), TRAINING_DEFAULTS["eval_tokens"],
+                                val)
+    what = "the text of --data" if args.data else "the validation split"
+    print(f"scoring the same {budget:,} tokens at every length: the first of {what} ({len(val):,} tokens)")
+    print(f"{'length':>8}  {'mode':<16} {'loss':>8} {'perplexity':>11} {'tokens scored':>14}")
+    rows = []
     for length in lengths:
-        if length > saved.model.max_sequence_length:
-            print(f"{length:>8} {'-':>8} {'-':>11}   "
-                  f"(past the model's limit of {saved.model.max_sequence_length})")
-            continue
-        if len(val) < length + 1:
-            print(f"{length:>8} {'-':>8} {'-':>11}   (the validation text has only {len(val)} tokens)")
-            continue
-        loss = estimate_loss(saved.model, val, length, args.batch_size, args.max_batches)
-        print(f"{length:>8} {loss:>8.4f} {math.exp(loss):>11.3f}")
+        for mode in modes:
+            rows.append(_evaluation_row(saved.model, val, length, mode, budget, args.batch_size))
+            print(_evaluation_line(rows[-1]))
+    recorded = saved.extra.get("data")
+    source = args.data or (recorded.get("source") if isinstance(recorded, dict) else None)
+    _write_evaluation(args, rows, saved, budget, str(source))
     return 0
 
 
@@ -627,6 +642,60 @@ def _describe_data(spec: dict | None) -> str:
     markdown = "Markdown stripped" if spec["strip_markdown"] else "as it is"
     digest = f"SHA-256 {spec['sha256']}" if spec.get("sha256") else "no SHA-256 recorded"
     return f"{spec['source']} ({markdown}, validation fraction {spec['val_fraction']:g}, {digest})"
+
+def _evaluation_budget(tokens: int | None, training: dict | None, default: int, val) -> int:
+    """The targets ``tfa evaluate`` scores: ``--tokens``, else the run's ``eval_tokens`` (so that at the
+    block size it reproduces the run's validation loss), capped by the text when that is shorter."""
+    if tokens is None:
+        saved = training.get("eval_tokens") if isinstance(training, dict) else None
+        tokens = saved if isinstance(saved, int) and saved >= 2 else default
+        return min(tokens, len(val) - 1)
+    if tokens > len(val) - 1:
+        raise CommandError(f"--tokens {tokens:,} is more than the {len(val) - 1:,} the text holds; "
+                           "lower --tokens")
+    return tokens
+
+
+def _evaluation_row(model, val, length: int, mode: str, budget: int, batch_size: int) -> dict:
+    """One row of ``tfa evaluate``'s table; a length that cannot run has no loss and a note why."""
+    from tfa_core.experiments.evaluation import evaluate_length
+
+    row = {"length": length, "mode": mode, "stride": length if mode == "non_overlapping" else length // 2,
+           "loss": None, "perplexity": None, "tokens_scored": 0, "note": ""}
+    if length > model.max_sequence_length:
+        row["note"] = f"past the model's limit of {model.max_sequence_length}"
+    elif length > budget:
+        row["note"] = f"longer than the {budget:,} tokens scored; raise --tokens"
+    else:
+        result = evaluate_length(model, val, length, mode, batch_size=batch_size, tokens_scored=budget)
+        row.update(loss=result.loss, perplexity=result.perplexity, tokens_scored=result.tokens_scored)
+    return row
+
+
+def _evaluation_line(row: dict) -> str:
+    if row["loss"] is None:
+        return f"{row['length']:>8}  {row['mode']:<16} {'-':>8} {'-':>11} {'-':>14}   ({row['note']})"
+    return (f"{row['length']:>8}  {row['mode']:<16} {row['loss']:>8.4f} {row['perplexity']:>11.3f} "
+            f"{row['tokens_scored']:>14,}")
+
+
+def _write_evaluation(args, rows: list[dict], saved, budget: int, source: str) -> None:
+    """``--json`` (the setup and every row; a length that could not run has ``null`` loss) and
+    ``--csv`` (one line per row)."""
+    import csv
+    import json
+
+    if args.json:
+        report = {"run": str(args.run), "checkpoint": str(saved.path), "step": saved.step, "data": source,
+                  "tokens_scored": budget, "results": rows}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.csv}")
 
 
 def command_info(args) -> int:
@@ -693,14 +762,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", type=device_name, default="cpu")
     generate.set_defaults(run_command=command_generate)
 
-    evaluate = commands.add_parser("evaluate", help="validation loss of a trained run")
+    evaluate = commands.add_parser(
+        "evaluate", help="loss and perplexity of a trained run, at one or more lengths",
+        description="Every length scores the same tokens: the first --tokens targets of the validation "
+                    "split (or of --data).")
     evaluate.add_argument("run")
     evaluate.add_argument("--data", help="evaluate on all of this text (a file or folder, or 'shakespeare') "
                           "instead of the validation split of the run's own text")
     evaluate.add_argument("--lengths", type=length_list,
-                          help="comma-separated window lengths, e.g. 128,256,512")
-    evaluate.add_argument("--batch-size", type=whole_number(1), default=16)
-    evaluate.add_argument("--max-batches", type=whole_number(1), default=20)
+                          help="comma-separated window lengths, e.g. 128,256,512 "
+                               "(default: the run's block size)")
+    evaluate.add_argument("--mode", choices=["non_overlapping", "sliding", "both"], default="non_overlapping",
+                          help="non_overlapping windows (default, as in training's validation), sliding "
+                               "windows (stride: half the length), or both")
+    evaluate.add_argument("--tokens", type=whole_number(2),
+                          help="targets scored at every length (default: the run's eval_tokens, "
+                               "32,768 unless it was set, or all of the text when shorter)")
+    evaluate.add_argument("--batch-size", type=whole_number(1), default=16,
+                          help="windows per forward pass (does not change the result)")
+    evaluate.add_argument("--json", metavar="FILE", type=output_file, help="also write the results as JSON")
+    evaluate.add_argument("--csv", metavar="FILE", type=output_file,
+                          help="also write the results as CSV (with --json: both)")
     evaluate.add_argument("--device", type=device_name, default="cpu")
     evaluate.set_defaults(run_command=command_evaluate)
 

@@ -103,7 +103,7 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
                                   learning_rate=settings["learning_rate"],
                                   warmup_steps=min(settings["warmup_steps"], steps),
                                   weight_decay=settings.get("weight_decay", DEFAULT_WEIGHT_DECAY),
-                                  eval_interval=steps, eval_batches=10, seed=seed, device=device,
+                                  eval_interval=steps, eval_tokens=eval_tokens, seed=seed, device=device,
                                   out_dir=str(out_dir / "models" / name), progress=False)
         started = time.perf_counter()
         Trainer(model, train, val, training, tokenizer=tokenizer).fit()
@@ -112,7 +112,7 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, steps: in
         stages.set_postfix(model=name, stage="evaluate")
         for length in lengths:
             for mode in ("non_overlapping", "sliding"):
-                result = evaluate_length(model, val, length, mode, max_tokens=eval_tokens, device=device)
+                result = evaluate_length(model, val, length, mode, tokens_scored=eval_tokens, device=device)
                 rows.append({"model": name, "architecture": _architecture(name),
                              "positions": position_scheme_of(name), "mode": mode, "length": length,
                              "loss": result.loss, "perplexity": result.perplexity,

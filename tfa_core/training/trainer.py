@@ -44,7 +44,7 @@ from tfa_core.training.checkpoint import (
 from tfa_core.data.corpus import random_batch
 from tfa_core.model.checks import require_finite, require_int
 from tfa_core.training.distributed import DistributedInfo, pick_device
-from tfa_core.experiments.evaluation import evaluate_length
+from tfa_core.experiments.evaluation import DEFAULT_TOKENS_SCORED, evaluate_length
 
 __all__ = [
     "TrainingConfig",
@@ -61,7 +61,12 @@ __all__ = [
 @dataclass
 class TrainingConfig:
     """How to train. ``batch_size`` is per process and per micro-step: one optimizer step sees
-    ``batch_size x grad_accum_steps x processes`` windows of ``block_size`` tokens."""
+    ``batch_size x grad_accum_steps x processes`` windows of ``block_size`` tokens.
+
+    Validation scores the first ``eval_tokens`` targets of the validation split (all of it when
+    shorter) in non-overlapping windows of ``block_size``: the same tokens whatever the batch size and
+    the number of processes. ``eval_batches`` is the old, batch-dependent budget; it is no longer used
+    (a warning says so) and stays only so that older code and checkpoints load."""
 
     max_steps: int = 600
     batch_size: int = 32
@@ -76,7 +81,8 @@ class TrainingConfig:
     grad_clip: float = 1.0  # 0 turns clipping off
     grad_accum_steps: int = 1
     eval_interval: int = 100
-    eval_batches: int = 20
+    eval_tokens: int = DEFAULT_TOKENS_SCORED  # validation targets scored (all of the split when shorter)
+    eval_batches: int | None = None  # deprecated: ignored, see eval_tokens
     log_interval: int = 10
     checkpoint_interval: int | None = None  # None: every eval_interval
     keep_checkpoints: int = 2
@@ -91,10 +97,15 @@ class TrainingConfig:
         """Check every field: a ``ValueError``/``TypeError`` names the field; NaN and infinity are
         refused everywhere."""
         for name in ("max_steps", "batch_size", "warmup_steps", "grad_accum_steps", "eval_interval",
-                     "eval_batches", "log_interval", "keep_checkpoints"):
+                     "eval_tokens", "log_interval", "keep_checkpoints"):
             require_int(name, getattr(self, name), minimum=0 if name == "warmup_steps" else 1)
         if self.checkpoint_interval is not None:
             require_int("checkpoint_interval", self.checkpoint_interval, minimum=1)
+        if self.eval_batches is not None:
+            require_int("eval_batches", self.eval_batches, minimum=1)
+            warnings.warn(f"eval_batches={self.eval_batches} is no longer used: validation now scores a "
+                          f"fixed number of tokens, eval_tokens (now {self.eval_tokens:,}), whatever the "
+                          "batch size; pass eval_tokens instead", DeprecationWarning, stacklevel=3)
         if self.block_size is not None:
             try:
                 require_int("block_size", self.block_size, minimum=2)
@@ -121,10 +132,11 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
-        """A config from :func:`dataclasses.asdict`'s output; keys it does not know are skipped."""
+        """A config from :func:`dataclasses.asdict`'s output; keys it does not know are skipped, and
+        so is ``eval_batches``, which older checkpoints hold and nothing uses any more."""
         if not isinstance(values, dict):
             raise TypeError(f"a training config must be a dict, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"eval_batches"}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -170,13 +182,14 @@ def learning_rate_at(step: int, config: TrainingConfig) -> float:
 
 
 def estimate_loss(model: nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 32,
-                  max_batches: int | None = None, device=None) -> float:
-    """Mean next-token loss over non-overlapping windows of ``block_size`` from the start of
-    ``tokens`` (1-D ids): :func:`~tfa_core.experiments.evaluation.evaluate_length` at the training length.
-    Deterministic, so runs can be compared; ``max_batches`` caps the work."""
-    max_tokens = max_batches * batch_size * block_size + 1 if max_batches is not None else None
+                  tokens_scored: int | None = None, device=None, distributed: bool = False) -> float:
+    """Mean next-token loss on the first ``tokens_scored`` targets of ``tokens`` (1-D ids; default
+    32,768 or all of them, whichever is fewer) in non-overlapping windows of ``block_size``:
+    :func:`~tfa_core.experiments.evaluation.evaluate_length` at the training length, the validation
+    loss :class:`Trainer` reports. Deterministic, and the same for any ``batch_size``, so runs can be
+    compared."""
     return evaluate_length(model, tokens, block_size, "non_overlapping", batch_size=batch_size,
-                           max_tokens=max_tokens, device=device).loss
+                           tokens_scored=tokens_scored, device=device, distributed=distributed).loss
 
 
 def train_model(model, dataloader, optimizer, device, num_epochs: int = 1, log_interval: int = 100,
@@ -272,6 +285,11 @@ class Trainer:
                                  "of it")
         self.train_tokens = train_tokens
         self.val_tokens = val_tokens
+        # validation's budget: eval_tokens targets, or all the split has (the first token has no target)
+        self.eval_tokens = min(self.config.eval_tokens, len(val_tokens) - 1) if val_tokens is not None else 0
+        if val_tokens is not None and self.eval_tokens < self.block_size:
+            raise ValueError(f"eval_tokens is {self.config.eval_tokens}, fewer than one window of block_size "
+                             f"{self.block_size}; set eval_tokens >= {self.block_size}")
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
         self.history: list[dict] = []
         self.step = 0
@@ -513,12 +531,15 @@ class Trainer:
         return int(self.last_checkpoint.name.split("-")[1]) if self.last_checkpoint else None
 
     def evaluate(self) -> float | None:
-        """Validation loss on up to ``eval_batches`` batches of the validation tokens."""
+        """Validation loss: the mean loss on the first ``eval_tokens`` targets of the validation split
+        in non-overlapping windows of ``block_size`` (:func:`estimate_loss`). Under DDP each process
+        scores a share of the windows and the sums are added up, so the number does not depend on the
+        number of processes, nor on the batch size."""
         if self.val_tokens is None:
             return None
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.uses_bf16):
             return estimate_loss(self.model, self.val_tokens, self.block_size, self.config.batch_size,
-                                 self.config.eval_batches, device=self.dist.device)
+                                 self.eval_tokens, device=self.dist.device, distributed=self.dist.enabled)
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, until_step: int | None = None) -> list[dict]:
