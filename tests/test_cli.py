@@ -252,7 +252,7 @@ def test_evaluate_from_another_directory_reads_the_recorded_path(tmp_path, capsy
     monkeypatch.chdir(tmp_path / "elsewhere")
     run = str(tmp_path / "here" / "run")
     assert evaluation_table(["evaluate", run, "--lengths", "16,32"], capsys) == here
-    assert len(here.splitlines()) == 3 and "-" not in here.splitlines()[1]
+    assert len(here.splitlines()) == 4 and "-" not in here.splitlines()[2]  # setup, header, 16, 32
     # the recorded text changed: refused with both hashes
     (tmp_path / "here" / "corpus.txt").write_text(TEXT.replace("York", "Yorc"))
     assert main(["evaluate", run]) == 2
@@ -262,7 +262,9 @@ def test_evaluate_from_another_directory_reads_the_recorded_path(tmp_path, capsy
     Path("other.txt").write_text(TEXT.replace("York", "Yorc")[:120])  # a validation split would be 12
     whole = evaluation_table(["evaluate", run, "--data", "other.txt", "--lengths", "32,120"], capsys)
     rows = [line.split() for line in whole.splitlines()]
-    assert rows[1][0] == "32" and float(rows[1][1]) > 0 and "has only 120 tokens" in whole.splitlines()[2]
+    assert "the first of the text of --data (120 tokens)" in whole.splitlines()[0]
+    assert rows[2][0] == "32" and float(rows[2][2]) > 0
+    assert "longer than the 119 tokens scored" in whole.splitlines()[3]
     Path("odd.txt").write_text("Ça va? " * 40)
     assert main(["evaluate", run, "--data", "odd.txt"]) == 2
     assert (f"{Path('odd.txt').resolve()} has 3 character(s) the run's character tokenizer never saw "
@@ -276,7 +278,7 @@ def test_a_run_from_before_the_hash_still_resumes_and_evaluates(corpus, tmp_path
         "source": corpus.name, "strip_markdown": True, "tokenizer": "character", "val_fraction": 0.1}})
     assert main(["evaluate", str(run), "--lengths", "32"]) == 0
     out, err = capsys.readouterr()
-    assert "recorded no SHA-256 of its text" in err and len(out.splitlines()) == 2
+    assert "recorded no SHA-256 of its text" in err and len(out.splitlines()) == 3
     assert main(["train", "--resume", "--steps", "2", "--no-progress", "--out", str(run)]) == 0
     assert "recorded no SHA-256 of its text" in capsys.readouterr().out
     assert recorded_data(run)["sha256"] == hashlib.sha256(remove_markdown(TEXT).encode()).hexdigest()
@@ -294,7 +296,7 @@ def api_run(corpus, out, extra=None):
     config.update_from_tokenizer(tokenizer)
     torch.manual_seed(0)
     model = get_model("FactoredALiBi", config)
-    training = TrainingConfig(max_steps=1, batch_size=2, warmup_steps=1, eval_interval=1, eval_batches=1,
+    training = TrainingConfig(max_steps=1, batch_size=2, warmup_steps=1, eval_interval=1, eval_tokens=256,
                               out_dir=str(out), progress=False)
     Trainer(model, tokens[:4000], tokens[4000:], training, tokenizer=tokenizer, extra=extra).fit()
     return out
@@ -308,7 +310,7 @@ def test_a_run_made_through_the_api_evaluates_from_the_command_line(corpus, tmp_
     assert "records no training data: this run was trained through the API; give --data FILE" in err
     assert "KeyError" not in err and len(err.strip().splitlines()) == 1
     table = evaluation_table(["evaluate", str(run), "--data", str(corpus), "--lengths", "16,32"], capsys)
-    assert [line.split()[0] for line in table.splitlines()] == ["length", "16", "32"]
+    assert [line.split()[0] for line in table.splitlines()] == ["scoring", "length", "16", "32"]
     assert main(["info", str(run)]) == 0
     assert "data        not recorded: trained through the API (tfa evaluate needs --data FILE)" in (
         capsys.readouterr().out)

@@ -43,7 +43,7 @@ def place(tmp_path_factory):
     tokenizer = create_tokenizer("character", text=text)
     tokens = torch.tensor(tokenizer.encode(text))
     config = GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=tokenizer.vocab_size)
-    training = TrainingConfig(max_steps=1, batch_size=2, warmup_steps=1, eval_interval=1, eval_batches=1,
+    training = TrainingConfig(max_steps=1, batch_size=2, warmup_steps=1, eval_interval=1, eval_tokens=256,
                               out_dir=str(root / "api"), progress=False)
     Trainer(get_model("FactoredALiBi", config), tokens[:4000], tokens[4000:], training,
             tokenizer=tokenizer).fit()  # a run made through the API: no data description

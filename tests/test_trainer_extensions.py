@@ -190,7 +190,7 @@ def read_rows(path):
 def test_csv_logger_writes_every_record_and_continues_a_resumed_run(tmp_path):
     tokens = patterned_tokens()
     log = tmp_path / "log.csv"
-    config = settings(max_steps=4, eval_interval=2, eval_batches=1, out_dir=str(tmp_path / "run"))
+    config = settings(max_steps=4, eval_interval=2, eval_tokens=256, out_dir=str(tmp_path / "run"))
     first = Trainer(tiny_model(), tokens, tokens[-200:], config, callbacks=[CSVLogger(log)])
     first.fit()
     rows = read_rows(log)
