@@ -3,7 +3,8 @@
 #   make test     -> .venv with everything, then the whole test suite in quick mode
 #   make lesson   -> run every notebook in the full lesson and save its outputs (NOTEBOOKS="06 07" for some)
 #   make bench    -> the CPU benchmarks quoted in the README, their output saved in benchmarks/results/
-#   make gpu-check -> on a CUDA machine, with its own torch: the CUDA tests and the CUDA benchmark
+#   make gpu-check -> on a CUDA machine, with its own torch: the CUDA tests, the CUDA benchmark and the
+#                     cuda recipe's measured speed and projected wall time (without CUDA: skips, says so)
 #   make book     -> the course as a static website in book/_build/html (open index.html), offline
 #   make browser-test -> JupyterLab + Debian's Chromium through every widget notebook, then the book
 PYTHON ?= python3
@@ -68,7 +69,7 @@ bench: install
 gpu-check:
 	PYTHONPATH=. $(PYTHON) -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_fast_attention.py \
 		tests/test_memory.py::test_estimate_is_near_the_cuda_peak
-	PYTHONPATH=. $(PYTHON) benchmarks/cuda_throughput.py --steps 20
+	PYTHONPATH=. $(PYTHON) benchmarks/cuda_throughput.py --steps 20 --recipe cuda
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis book/_build

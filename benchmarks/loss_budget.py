@@ -50,7 +50,8 @@ def main():
         start = time.perf_counter()
         trainer.fit()
         elapsed = time.perf_counter() - start
-        val_loss = estimate_loss(model, val, config.block_size, batch_size=64, max_batches=20)
+        val_loss = estimate_loss(model, val, config.block_size, batch_size=64,
+                                 tokens_scored=min(20 * 64 * config.block_size, len(val) - 1))
         params = model.get_num_params(non_embedding=False)
         print(f"{name:<14} {params:>9,} {steps:>6} {elapsed:>8.0f} {val_loss:>9.3f}", flush=True)
 

@@ -15,10 +15,11 @@ import torch
 
 from tfa_core.cli import main
 from tfa_core.training.checkpoint import load_checkpoint
-from tfa_core.training.trainer import TrainingConfig, learning_rate_at
+from tfa_core import GPTConfigALiBi, create_tokenizer, get_model
+from tfa_core.training.trainer import Trainer, TrainingConfig, learning_rate_at
 
 TEXT = "Now is the winter of our discontent made glorious summer by this sun of York.\n" * 60
-TINY = ["--n-layer", "1", "--n-embd", "32", "--block-size", "32", "--batch-size", "4", "--eval-batches", "1",
+TINY = ["--n-layer", "1", "--n-embd", "32", "--block-size", "32", "--batch-size", "4", "--eval-tokens", "128",
         "--dropout", "0", "--warmup-steps", "1", "--no-progress"]
 
 
@@ -34,7 +35,18 @@ def place(tmp_path_factory):
     # the validation split (30 characters) is shorter than a window
     (root / "short.txt").write_text(TEXT[:300])
     (root / "a-file").write_text("not a folder")
+    (root / "odd.txt").write_text("Ça va? " * 40)  # characters the run's tokenizer never saw
+    (root / "binaries").mkdir()
+    (root / "binaries" / "weights.bin").write_bytes(b"\x00\x01" * 64)
     assert main(train_args(root / "corpus.txt", root / "run")) == 0
+    text = TEXT
+    tokenizer = create_tokenizer("character", text=text)
+    tokens = torch.tensor(tokenizer.encode(text))
+    config = GPTConfigALiBi(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=tokenizer.vocab_size)
+    training = TrainingConfig(max_steps=1, batch_size=2, warmup_steps=1, eval_interval=1, eval_tokens=256,
+                              out_dir=str(root / "api"), progress=False)
+    Trainer(get_model("FactoredALiBi", config), tokens[:4000], tokens[4000:], training,
+            tokenizer=tokenizer).fit()  # a run made through the API: no data description
     return root
 
 
@@ -126,10 +138,36 @@ CASES = [
     ("more-lengths-garbled", ["evaluate", "{run}", "--lengths", "128,abc"],
      "expected comma-separated whole numbers"),
     ("more-evaluate-batch-huge", ["evaluate", "{run}", "--batch-size", "1000000000"], "needs at least"),
+    ("more-evaluate-tokens-1", ["evaluate", "{run}", "--tokens", "1"], "--tokens: must be 2 or more, got 1"),
+    ("more-evaluate-tokens-past-the-text", ["evaluate", "{run}", "--tokens", "100000"],
+     "--tokens 100,000 is more than the 467 the text holds"),
+    ("more-evaluate-mode-unknown", ["evaluate", "{run}", "--mode", "strided"], "invalid choice: 'strided'"),
+    ("more-evaluate-json-no-folder", ["evaluate", "{run}", "--json", "no/such/folder/r.json"],
+     "the folder no/such/folder does not exist"),
+    ("more-evaluate-csv-a-folder", ["evaluate", "{run}", "--csv", "{run}"], "needs a file name"),
+    ("more-evaluate-max-batches-retired", ["evaluate", "{run}", "--max-batches", "2"],
+     "unrecognized arguments: --max-batches"),
     ("more-run-missing", ["info", "{new}"], "not found"),
     ("more-extrapolate-steps-0", ["extrapolate", "--out", "{new}", "--steps", "0"],
      "--steps: must be 1 or more"),
     ("more-unknown-flag", ["train", "--out", "{new}", "--bogus"], "unrecognized arguments: --bogus"),
+    # issue #19: the user's data
+    ("19-strip-and-keep-markdown", ["train", "--strip-markdown", "--keep-markdown", "--out", "{new}"],
+     "argument --keep-markdown: not allowed with argument --strip-markdown"),
+    ("19-folder-without-text", ["train", "--data", "{binaries}", "--out", "{new}"],
+     "has no text files to read (skipped 1: weights.bin: binary)"),
+    ("19-resume-with-other-data",
+     ["train", "--resume", "--data", "{short}", "--steps", "4", "--out", "{run}"],
+     "is not the text this run was trained on: its SHA-256 is"),
+    ("19-resume-strip-disagrees", ["train", "--resume", "--strip-markdown", "--steps", "4", "--out", "{run}"],
+     "you gave --strip-markdown (the run keeps Markdown)"),
+    ("19-evaluate-unseen-characters", ["evaluate", "{run}", "--data", "{odd}"],
+     "has 3 character(s) the run's character tokenizer never saw ('?', 'v', 'Ç')"),
+    ("19-evaluate-api-run-without-data", ["evaluate", "{api}"],
+     "this run was trained through the API; give --data FILE"),
+    ("19-extrapolate-strip-and-keep",
+     ["extrapolate", "--out", "{new}", "--strip-markdown", "--keep-markdown"],
+     "not allowed with argument --strip-markdown"),
 ]
 
 
@@ -140,7 +178,9 @@ def _case_id(case):
 @pytest.mark.parametrize("name, argv, words", CASES, ids=[_case_id(c) for c in CASES])
 def test_every_mistake_is_one_line_and_writes_nothing(name, argv, words, place, capsys):
     fill = {"{data}": str(place / "corpus.txt"), "{run}": str(place / "run"), "{new}": str(place / "new"),
-            "{short}": str(place / "short.txt"), "{file}": str(place / "a-file")}
+            "{short}": str(place / "short.txt"), "{file}": str(place / "a-file"),
+            "{odd}": str(place / "odd.txt"), "{binaries}": str(place / "binaries"),
+            "{api}": str(place / "api")}
     argv = [fill.get(a, a).replace("{file}", fill["{file}"]) for a in argv]
     before = snapshot(place / "run")
     capsys.readouterr()

@@ -65,7 +65,7 @@ def test_compiled_bf16_training_lowers_the_loss(name):
     tokens = pattern.repeat(200)
     model = get_model(name, config(block_size=128))
     trainer = Trainer(model, tokens, tokens[:4096], TrainingConfig(
-        max_steps=60, batch_size=8, warmup_steps=5, eval_interval=60, eval_batches=2, log_interval=1,
+        max_steps=60, batch_size=8, warmup_steps=5, eval_interval=60, eval_tokens=2048, log_interval=1,
         device="cuda", precision="bf16", compile=True, progress=False))
     history = trainer.fit()
     losses = [r["loss"] for r in history if r["kind"] == "train"]

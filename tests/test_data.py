@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
@@ -13,8 +14,10 @@ from tfa_core.data.corpus import (
     encode_corpus,
     load_shakespeare,
     load_text,
+    markdown_stripped_by_default,
     prepare_causal_lm_dataset,
     random_batch,
+    read_corpus,
     remove_markdown,
     shakespeare_files,
     train_val_split,
@@ -108,32 +111,125 @@ def test_load_text_file(tmp_path):
     assert load_text(str(path)) == "Shall I compare thee\nto a summer's day?\n"
 
 
+PYTHON_SOURCE = (
+    "class Shape:\n"
+    "    def __init__(self, *args, **kwargs):  \n"  # two trailing spaces: Markdown's line break
+    "        self.__dict__.update(**kwargs)\n"
+    "\n"
+    "## not a heading: a comment\n"
+    "pattern = r\"\\[a-z_]+\\]\"  # backslash escapes are code too\n"
+)
+
+
+def test_python_source_is_read_byte_for_byte(tmp_path):
+    path = tmp_path / "shape.py"
+    path.write_bytes(PYTHON_SOURCE.encode("utf-8"))
+    corpus = read_corpus(path)
+    assert load_text(path) == corpus.text == PYTHON_SOURCE
+    assert corpus.text.count("__init__") == 1 and corpus.text.count("**kwargs") == 2
+    assert corpus.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert corpus.source == str(path.resolve()) and corpus.files == [path.resolve()]
+    assert corpus.removed_characters == 0 and corpus.notes() == []
+    # asked for, stripping rewrites the code, and says by how much
+    stripped = read_corpus(path, strip_markdown=True)
+    assert stripped.text == remove_markdown(PYTHON_SOURCE) and "__init__" not in stripped.text
+    assert stripped.removed_characters == len(PYTHON_SOURCE) - len(stripped.text) == 21
+    assert stripped.notes() == [f"Markdown stripping removed 21 characters from {path.resolve()} "
+                                "(--keep-markdown, or strip_markdown=False, keeps them)"]
+
+
+def test_a_file_of_any_suffix_is_read(tmp_path):
+    for name in ("notes.rst", "Makefile", "data.csv"):
+        (tmp_path / name).write_text(f"{name}\n", encoding="utf-8")
+        assert load_text(tmp_path / name) == f"{name}\n"
+
+
+def test_markdown_is_stripped_by_default_only_for_shakespeare(tmp_path):
+    assert markdown_stripped_by_default("shakespeare") is True
+    assert markdown_stripped_by_default("plays.md") is False
+    assert markdown_stripped_by_default(tmp_path) is False
+
+
 def test_load_text_folder(tmp_path):
     (tmp_path / "b.md").write_text("**Second**  \nB\n", encoding="utf-8")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.txt").write_text("C", encoding="utf-8")
     (tmp_path / "a.txt").write_text("A\n\n", encoding="utf-8")
-    (tmp_path / "image.png").write_bytes(b"\x89PNG\xff")  # ignored: not .txt/.md
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")  # binary: left out
     assert load_text(tmp_path) == "A\n\n**Second**  \nB\n\nC\n"
     assert load_text(tmp_path, strip_markdown=True) == "A\n\nSecond\nB\n\nC\n"
 
 
+def test_a_folder_reads_every_text_file_and_says_what_it_left_out(tmp_path):
+    (tmp_path / "shape.py").write_text(PYTHON_SOURCE, encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("notes\n", encoding="utf-8")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "README").write_text("read me\n", encoding="utf-8")  # no suffix: read
+    (tmp_path / "pkg" / "model.bin").write_bytes(bytes(range(256)) * 64)  # NUL bytes: binary
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))  # not UTF-8
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("[core]\n", encoding="utf-8")  # hidden folder
+    (tmp_path / ".env").write_text("SECRET=1\n", encoding="utf-8")  # hidden file
+    corpus = read_corpus(tmp_path)
+    assert [file.relative_to(tmp_path).as_posix() for file in corpus.files] == [
+        "notes.txt", "pkg/README", "shape.py"]
+    assert corpus.text == "notes\n\nread me\n\n" + PYTHON_SOURCE
+    assert corpus.text.count("__init__") == 1 and corpus.text.count("**kwargs") == 2
+    assert corpus.skipped == ["latin1.txt: not UTF-8", "pkg/model.bin: binary"]
+    assert corpus.hidden == [".git", ".env"]
+    assert corpus.notes() == [f"read 3 text file(s) from {tmp_path.resolve()}; skipped 2: latin1.txt: not "
+                              "UTF-8, pkg/model.bin: binary; left out 2 hidden: .git, .env"]
+
+
 def test_load_text_shakespeare_name(shakespeare_plain):
     assert load_text("shakespeare", strip_markdown=True) == shakespeare_plain
+    corpus = read_corpus("shakespeare", strip_markdown=True)
+    assert corpus.source == "shakespeare" and len(corpus.files) == 38 and corpus.notes() == []
 
 
 def test_load_text_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.txt"):
         load_text(tmp_path / "nowhere.txt")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="empty.*no .txt or .md files"):
+    with pytest.raises(ValueError, match="empty has no text files to read; put UTF-8 text files in it"):
         load_text(tmp_path / "empty")
+    (tmp_path / "binaries").mkdir()
+    (tmp_path / "binaries" / "weights.bin").write_bytes(b"\x00\x01")
+    with pytest.raises(ValueError, match=r"no text files to read \(skipped 1: weights.bin: binary\)"):
+        load_text(tmp_path / "binaries")
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café".encode("latin-1"))
     with pytest.raises(ValueError, match="latin1.txt is not UTF-8"):
         load_text(latin1)
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("text".encode("utf-16-le"))  # decodes as UTF-8, with a NUL after each letter
+    with pytest.raises(ValueError, match="utf16.txt holds NUL bytes: it is binary, or text saved as UTF-16"):
+        load_text(utf16)
     with pytest.raises(TypeError, match="path must be"):
         load_text(42)
+
+
+def test_the_study_trains_on_your_text_as_it_is(tmp_path, monkeypatch, capsys):
+    from tfa_core.experiments import study
+    from tfa_core.training.checkpoint import load_checkpoint
+
+    path = tmp_path / "shape.py"
+    path.write_text(PYTHON_SOURCE * 40, encoding="utf-8")
+    monkeypatch.setitem(study.RECIPES, "tiny", dict(
+        tokenizer="character", preset="character", block_size=16, steps=1, batch_size=2, learning_rates=[1e-3],
+        seeds=[0], warmup_steps=1, lengths=[16], eval_tokens=64, config_overrides=dict(n_layer=1, n_embd=16)))
+    vocabularies = {}
+    for strip in (None, True):
+        out = tmp_path / f"study-{strip}"
+        study.run_extrapolation_study(out, recipe="tiny", models=["FactoredALiBi"], data=str(path),
+                                      device="cpu", progress=False, strip_markdown=strip, ablations=False)
+        saved = load_checkpoint(study.chosen_checkpoint(out, "FactoredALiBi"), training_state=False)
+        vocabularies[strip] = "".join(saved.tokenizer.characters)
+    assert vocabularies[None] == "".join(sorted(set(PYTHON_SOURCE)))  # '*', '#', '\\' and '_' kept
+    assert vocabularies[True] == "".join(sorted(set(remove_markdown(PYTHON_SOURCE * 40))))
+    assert "*" not in vocabularies[True]
+    removed = len(PYTHON_SOURCE * 40) - len(remove_markdown(PYTHON_SOURCE * 40))
+    assert f"Markdown stripping removed {removed:,} characters" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ for long inputs, FlexAttention (eager on a CPU here; compiled on CUDA), and comp
 one graph. The decoding ramp's tests are in test_kv_cache.py."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -201,3 +202,104 @@ def test_a_compiled_model_is_one_graph(name, path, monkeypatch):
     uses_flex = path == "flex" and model.alibi_slopes is not None
     assert ("flex_attention" in code) == uses_flex
     assert ("scaled_dot_product_attention" in code) == (not uses_flex)
+
+
+# -- FlexAttention's compilations: a few for any number of shapes, and never a silent fallback ---------
+
+needs_compiled_flex = pytest.mark.skipif(not (flex_available() and _cpu_compiler_available()),
+                                         reason="needs FlexAttention and a C++ compiler")
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """No compiled versions and no counts from earlier tests, before and after."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def study_evaluation_shapes(monkeypatch) -> list[tuple[int, ...]]:
+    """The ``(B, H, T, d)`` queries that one study's evaluation hands FlexAttention: the cpu recipe's
+    lengths and evaluation tokens, both window modes, through the real ``evaluate_length``, with the
+    CUDA branch taken on this CPU and FlexAttention replaced by a recorder (4 heads of 8 here)."""
+    from tfa_core.experiments.evaluation import evaluate_length
+    from tfa_core.experiments.study import RECIPES
+
+    recipe = RECIPES["cpu"]
+    shapes = []
+
+    def record(q, k, v, slopes):
+        shapes.append(tuple(q.shape))
+        return torch.zeros_like(q)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fast_attention, "flex_takes", lambda q: True)
+        patch.setattr(fast_attention, "QUERY_BLOCK", 1)  # every length to the speed room, as on CUDA
+        patch.setattr(fast_attention, "flex_alibi_attention", record)
+        config = GPTConfigALiBi(n_layer=1, n_head=4, n_embd=32, block_size=recipe["block_size"],
+                                max_position_embeddings=max(recipe["lengths"]), vocab_size=50, dropout=0.0)
+        model = get_model("FactoredALiBi", config)
+        tokens = torch.randint(0, 50, (recipe["eval_tokens"],), generator=torch.Generator().manual_seed(0))
+        for length in recipe["lengths"]:
+            for mode in ("non_overlapping", "sliding"):
+                evaluate_length(model, tokens, length, mode, max_tokens=recipe["eval_tokens"])
+    return list(dict.fromkeys(shapes))
+
+
+@needs_compiled_flex
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_one_study_evaluation_compiles_flex_attention_two_to_four_times(monkeypatch):
+    """Every (batch, length) of a study's evaluation through the compiled FlexAttention (what CUDA runs;
+    forward only on a CPU). Compiled per shape, the lengths and the shorter last batches were 16
+    versions, past dynamo's limit of 8: the rest ran unfused, with every T x T score in memory. Now the
+    first shape compiles as it is, the second once with its length symbolic, for every later length:
+    two compilations for full batches of 8 (``evaluate_length`` padding its last batch). The shorter
+    last batches add one with the batch symbolic and one for a batch of one window (dynamo never makes
+    a size of 1 symbolic). No fallback, and the dense path's numbers."""
+    from torch._dynamo.utils import counters
+
+    shapes = study_evaluation_shapes(monkeypatch)
+    assert sorted({shape[2] for shape in shapes}) == [128, 256, 512, 1024, 2048]
+    full = [shape for shape in shapes if shape[0] == 8]
+    short = [shape for shape in shapes if shape[0] < 8]
+    assert len(full) == 5 and len(full) + len(short) == len(shapes)
+    slopes = alibi_slopes(4)
+    compiled = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for group in (full, short):
+            for shape in group:
+                q, k, v = (torch.randn(shape) for _ in range(3))
+                flex = flex_alibi_attention(q, k, v, slopes)
+                plain = plain_attention(q[:1], k[:1], v[:1], dense_bias(slopes, shape[2], shape[2]))
+                torch.testing.assert_close(flex[:1], plain, atol=1e-5, rtol=0, msg=str(shape))
+            compiled.append(counters["frames"]["ok"])
+    fallbacks = [str(w.message) for w in caught if "recompile limit" in str(w.message)
+                 or "without torch.compile" in str(w.message)]
+    assert fallbacks == [] and counters["frames"]["total"] == compiled[-1]  # every call ran compiled
+    assert compiled[0] == 2, compiled
+    if short:  # until evaluate_length pads its last batch
+        assert len(shapes) > torch._dynamo.config.recompile_limit and compiled[1] <= 4, (shapes, compiled)
+
+
+@needs_compiled_flex
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_flex_attention_past_the_recompile_limit_warns_and_runs_in_query_blocks(monkeypatch):
+    """Should dynamo refuse to compile once more (here its limit is set to one version), the call
+    neither fails nor runs an uncompiled FlexAttention: it warns, naming the shape, and attends in
+    query blocks, with the same numbers."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    slopes = alibi_slopes(4)
+    for length in (64, 96):
+        q, k, v = (torch.randn(2, 4, length, 8) for _ in range(3))
+        if length == 64:
+            flex = flex_alibi_attention(q, k, v, slopes)  # the one version dynamo may keep
+        else:
+            shape = r"\(2, 4, 96, 8\)"
+            with pytest.warns(RuntimeWarning, match=rf"recompile limit \(1\) at queries of shape {shape}"):
+                flex = flex_alibi_attention(q, k, v, slopes)
+        plain = plain_attention(q, k, v, dense_bias(slopes, length, length))
+        torch.testing.assert_close(flex, plain, atol=1e-5, rtol=0)

@@ -1,11 +1,14 @@
 import json
 import math
+import warnings
+from dataclasses import asdict
 
 import pytest
 import torch
 
 import tfa_core.training.checkpoint as checkpoint_module
 from tfa_core import create_tokenizer, get_model, load_alibi_config_preset, prepare_causal_lm_dataset
+from tfa_core.experiments.evaluation import evaluate_length
 from tfa_core.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from tfa_core.training.trainer import (
     Trainer,
@@ -82,7 +85,7 @@ def test_trainer_loss_falls_and_history_is_written(tokenizer, tokens, tmp_path):
     model = small_model(tokenizer, dropout=0.0)
     records = []
     cfg = TrainingConfig(max_steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5, eval_interval=30,
-                         eval_batches=2, log_interval=10, out_dir=str(tmp_path), progress=False)
+                         eval_tokens=512, log_interval=10, out_dir=str(tmp_path), progress=False)
     history = Trainer(model, tokens[:2000], tokens[2000:], cfg, tokenizer=tokenizer,
                       callbacks=[records.append]).fit()
     train = [r["loss"] for r in history if r["kind"] == "train"]
@@ -98,7 +101,7 @@ def test_trainer_loss_falls_and_history_is_written(tokenizer, tokens, tmp_path):
 
 def test_resume_continues_exactly(tokenizer, tokens, tmp_path):
     """20 steps in one go equal 10 steps, a fresh process-like restart, and 10 more."""
-    cfg = dict(max_steps=20, batch_size=4, eval_interval=5, eval_batches=1, log_interval=5, progress=False)
+    cfg = dict(max_steps=20, batch_size=4, eval_interval=5, eval_tokens=128, log_interval=5, progress=False)
 
     torch.manual_seed(0)
     straight = small_model(tokenizer)
@@ -129,7 +132,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tokenizer, tokens, 
             with torch.no_grad():
                 model.transformer.h[0].mlp.c_fc.weight[0, 0] = float("inf")
 
-    cfg = TrainingConfig(max_steps=30, batch_size=4, eval_interval=10, eval_batches=1, log_interval=1,
+    cfg = TrainingConfig(max_steps=30, batch_size=4, eval_interval=10, eval_tokens=128, log_interval=1,
                          out_dir=str(tmp_path), progress=False)
     with pytest.raises(TrainingDiverged,
                        match=r"stopped at step 12: .*last good checkpoint is .*step-00000010 \(step 10\)"):
@@ -193,7 +196,7 @@ def test_damaged_checkpoint_is_refused_clearly(tokenizer, tmp_path):
 
 def test_bf16_autocast_path_runs_on_cpu(tokenizer, tokens):
     model = small_model(tokenizer)
-    cfg = TrainingConfig(max_steps=3, batch_size=2, precision="bf16", eval_interval=3, eval_batches=1,
+    cfg = TrainingConfig(max_steps=3, batch_size=2, precision="bf16", eval_interval=3, eval_tokens=64,
                          progress=False)
     trainer = Trainer(model, tokens, tokens[-300:], cfg)
     assert trainer.uses_bf16
@@ -221,19 +224,53 @@ def test_gradient_accumulation_equals_one_big_batch(tokenizer, tokens):
 
 def test_estimate_loss_and_the_tutorial_loop(tokenizer, tokens):
     model = small_model(tokenizer, dropout=0.0)
-    before = estimate_loss(model, tokens, 32, batch_size=8, max_batches=2)
-    assert before == estimate_loss(model, tokens, 32, batch_size=8, max_batches=2)  # deterministic
+    before = estimate_loss(model, tokens, 32, batch_size=8, tokens_scored=512)
+    assert before == estimate_loss(model, tokens, 32, batch_size=8, tokens_scored=512)  # deterministic
     loader = prepare_causal_lm_dataset(TEXT, tokenizer, block_size=32, batch_size=8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = train_model(model, loader, optimizer, "cpu", num_epochs=2, log_interval=5)
     assert len(losses) == 2 and losses[1] < losses[0]
-    assert estimate_loss(model, tokens, 32, batch_size=8, max_batches=2) < before - 0.5
-    with pytest.raises(ValueError, match="fewer than one window"):
+    assert estimate_loss(model, tokens, 32, batch_size=8, tokens_scored=512) < before - 0.5
+    with pytest.raises(ValueError, match="a window of 32 needs at least 32 scored targets"):
         estimate_loss(model, tokens[:10], 32)
 
 
+def test_validation_scores_a_fixed_slice_whatever_the_batch_size(tokenizer, tokens):
+    """The trainer's validation loss is evaluate_length at block_size on the first eval_tokens targets
+    of the validation split: the same number for any batch size."""
+    model = small_model(tokenizer, dropout=0.0)
+    val = tokens[2000:]
+    expected = evaluate_length(model, val, 32, "non_overlapping", tokens_scored=1000)
+    assert expected.tokens_scored == 1000  # 31 windows of 32 and one of 8
+    for batch_size in (1, 4, 32):
+        config = TrainingConfig(batch_size=batch_size, eval_tokens=1000, progress=False)
+        trainer = Trainer(model, tokens[:2000], val, config)
+        assert trainer.evaluate() == pytest.approx(expected.loss, abs=1e-6)
+    # eval_tokens past the split's end: all of it
+    whole = Trainer(model, tokens[:2000], val, TrainingConfig(eval_tokens=10 ** 9, progress=False))
+    assert whole.eval_tokens == len(val) - 1
+    assert whole.evaluate() == pytest.approx(evaluate_length(model, val, 32).loss, abs=1e-6)
+    with pytest.raises(ValueError, match="eval_tokens is 16, fewer than one window of block_size 32"):
+        Trainer(model, tokens[:2000], val, TrainingConfig(eval_tokens=16, progress=False))
+
+
+def test_eval_batches_is_retired_with_a_warning_and_old_configs_still_load():
+    with pytest.warns(DeprecationWarning, match="eval_batches=10 is no longer used.*pass eval_tokens"):
+        config = TrainingConfig(eval_batches=10)
+    assert config.eval_tokens == 32_768
+    old = asdict(TrainingConfig())
+    old["eval_batches"] = 20  # what checkpoints written before eval_tokens hold
+    del old["eval_tokens"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = TrainingConfig.from_dict(old)
+    assert loaded.eval_tokens == 32_768 and loaded.eval_batches is None
+    with pytest.raises(ValueError, match="eval_tokens must be an int >= 1"):
+        TrainingConfig(eval_tokens=0)
+
+
 def test_a_nan_validation_loss_is_divergence_and_nothing_is_saved(tokenizer, tokens, tmp_path, monkeypatch):
-    cfg = TrainingConfig(max_steps=4, batch_size=2, eval_interval=2, eval_batches=1, out_dir=str(tmp_path),
+    cfg = TrainingConfig(max_steps=4, batch_size=2, eval_interval=2, eval_tokens=64, out_dir=str(tmp_path),
                          progress=False)
     trainer = Trainer(small_model(tokenizer), tokens, tokens[-300:], cfg, tokenizer=tokenizer)
     calls = iter([2.5, float("nan")])
@@ -253,7 +290,7 @@ def test_weights_that_are_not_finite_are_never_saved(tokenizer, tokens, tmp_path
             with torch.no_grad():
                 model.transformer.wte.weight[0, 0] = float("nan")
 
-    cfg = TrainingConfig(max_steps=6, batch_size=2, eval_interval=2, eval_batches=1, log_interval=1,
+    cfg = TrainingConfig(max_steps=6, batch_size=2, eval_interval=2, eval_tokens=64, log_interval=1,
                          out_dir=str(tmp_path), progress=False)
     trainer = Trainer(model, tokens, None, cfg, tokenizer=tokenizer, callbacks=[poison])
     with pytest.raises(TrainingDiverged, match=r"wte.weight holds NaN.*no checkpoint was written; "

@@ -42,11 +42,12 @@ from tfa_core.experiments.evaluation import evaluate_length, evaluate_lengths, t
 from tfa_core.model.parameters import estimate_model_parameters, parameter_breakdown
 from tfa_core.training.live_plot import LiveLossPlot
 from tfa_core.model.positions import POSITION_SCHEMES
-from tfa_core.model.registry import get_model, list_available_models
+from tfa_core.model.registry import get_model, list_available_models, register_model
 from tfa_core.decoding.sampling import sample_next_token, top_k_filter, top_p_filter
 from tfa_core.experiments.study import run_extrapolation_study
 from tfa_core.data.tokenizers import CharacterTokenizer, GPT2Tokenizer, create_tokenizer
 from tfa_core.training.trainer import Trainer, TrainingConfig, train_model
+from tfa_core.training.loggers import CSVLogger, TensorBoardLogger
 
 __version__ = "0.1.0"
 
@@ -57,14 +58,15 @@ __all__ = [
     "alibi_bias", "alibi_slopes", "causal_mask", "channel_mix", "kronecker_lift",
     "FactoredTransformer", "FactoredTransformerModel", "FactoredTransformerModelALiBi",
     "SASPTransformer", "VanillaGPT", "VanillaGPTALiBi", "CausalLanguageModel", "causal_lm_loss",
-    "KVCache", "POSITION_SCHEMES", "get_model", "list_available_models",
+    "KVCache", "POSITION_SCHEMES", "get_model", "list_available_models", "register_model",
     "PRESETS", "GPTConfigALiBi", "format_config", "list_presets", "load_alibi_config_preset",
     "print_config_alibi", "estimate_model_parameters", "parameter_breakdown",
     # data and tokenizers
     "encode_corpus", "load_shakespeare", "load_text", "prepare_causal_lm_dataset", "random_batch",
     "train_val_split", "CharacterTokenizer", "GPT2Tokenizer", "create_tokenizer",
     # training and checkpoints
-    "Trainer", "TrainingConfig", "train_model", "LiveLossPlot", "load_checkpoint", "save_checkpoint",
+    "Trainer", "TrainingConfig", "train_model", "LiveLossPlot", "CSVLogger", "TensorBoardLogger",
+    "load_checkpoint", "save_checkpoint",
     # decoding
     "generate_tokens", "stream_generate", "sample_next_token", "top_k_filter", "top_p_filter",
     # experiments

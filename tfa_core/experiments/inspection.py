@@ -172,27 +172,39 @@ def layer_attention(attn: FactoredCausalSelfAttention, h: torch.Tensor, slopes: 
 def attention_maps(model, input_ids: torch.Tensor) -> torch.Tensor:
     """Every layer's attention probabilities for one sequence: ``(n_layer, H, T, T)``, float32 on CPU.
 
-    ``model``: a token-factored model (``FactoredALiBi``, or the factored model with another position
-    scheme); ``input_ids``: ``(T,)`` or ``(1, T)``. Entry ``[l, h, i, j]`` is how much query ``i`` of
-    head ``h`` in block ``l`` takes from key ``j`` (0 for ``j > i``). Read from the model's own
-    attention (each layer's written-out branch for this one pass), so ``maps[l] @ values`` is what
-    block ``l``'s attention adds to ``xt``, whatever bias or slopes the layers use.
+    ``model``: a model whose attention layers keep their probabilities when asked
+    (``attn.keep_weights``): the token-factored model with any position scheme, a registered subclass
+    with a bias of its own included. ``input_ids``: ``(T,)`` or ``(1, T)``. Entry ``[l, h, i, j]`` is
+    how much query ``i`` of head ``h`` in block ``l`` takes from key ``j`` (0 for ``j > i``). Read from
+    the model's own attention (each layer's written-out branch for this one pass), so
+    ``maps[l] @ values`` is what block ``l``'s attention adds to ``xt``, whatever bias or slopes the
+    layers use. A layer that cannot keep its probabilities is a ``TypeError`` naming it.
     """
-    if not isinstance(model, FactoredTransformerModelALiBi):
-        raise TypeError(f"attention_maps needs a token-factored model (get_model('FactoredALiBi', config)), "
-                        f"got {type(model).__name__}")
+    layers = [block.attn for block in getattr(getattr(model, "transformer", None), "h", [])
+              if hasattr(block, "attn")]
+    if not layers:
+        raise TypeError(f"attention_maps needs a token-factored model (get_model('FactoredALiBi', config)) "
+                        f"or a subclass, with blocks in model.transformer.h; got {type(model).__name__}")
+    for index, attn in enumerate(layers):
+        if not hasattr(attn, "keep_weights"):
+            raise TypeError(f"attention_maps reads layers that keep their probabilities (attn.keep_weights, "
+                            f"as the token-factored model's do); layer {index} of {type(model).__name__} is "
+                            f"a {type(attn).__name__}, which cannot: use a token-factored model")
     ids = _one_batch(model, input_ids)
     if ids.shape[0] != 1:
         raise ValueError(f"attention_maps reads one sequence, got a batch of {ids.shape[0]}; "
                          "pass input_ids[i] for the sequence you want")
     was_training, was_fast = model.training, model.fast_attention
-    layers = [block.attn for block in model.transformer.h]
     model.eval()
     model.fast_attention = False  # every length through the written-out branch
     try:
         for attn in layers:
-            attn.keep_weights = True
+            attn.keep_weights, attn.weights = True, None
         model(ids)
+        missing = [index for index, attn in enumerate(layers) if getattr(attn, "weights", None) is None]
+        if missing:
+            raise ValueError(f"layers {missing} of {type(model).__name__} kept no probabilities in this "
+                             "forward pass (their forward does not take the written-out branch)")
         return torch.stack([attn.weights[0].float() for attn in layers]).cpu()  # (n_layer, H, T, T)
     finally:
         for attn in layers:

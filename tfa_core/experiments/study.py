@@ -31,23 +31,25 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from tfa_core.data.corpus import load_text, train_val_split
+from tfa_core.data.corpus import markdown_stripped_by_default, read_corpus, train_val_split
 from tfa_core.data.tokenizers import create_tokenizer
 from tfa_core.experiments.evaluation import evaluate_length
 from tfa_core.experiments.inspection import reads_as_context
 from tfa_core.model.config import load_alibi_config_preset
 from tfa_core.model.registry import get_model, position_scheme_of
 from tfa_core.training.distributed import pick_device
-from tfa_core.training.trainer import Trainer, TrainingConfig, TrainingDiverged
+from tfa_core.training.resources import flops_per_token, matmul_flops_per_second
+from tfa_core.training.trainer import TRAINING_DEFAULTS, Trainer, TrainingConfig, TrainingDiverged
 
 __all__ = ["RECIPES", "STUDY_MODELS", "ABLATIONS", "Variant", "study_variants", "choose_learning_rate",
-           "run_extrapolation_study", "chosen_checkpoint"]
+           "run_extrapolation_study", "chosen_checkpoint", "recipe_cost"]
 
 STUDY_MODELS = ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary", "FactoredNoPE",
                 "Vanilla", "VanillaALiBi", "VanillaSinusoidal", "VanillaRotary", "VanillaNoPE"]
@@ -57,11 +59,20 @@ RECIPES = {
     "cpu": dict(tokenizer="character", preset="character", block_size=128, steps=600, batch_size=32,
                 learning_rates=[1e-3, 2e-3, 4e-3], seeds=[1337, 1338, 1339], warmup_steps=50,
                 lengths=[128, 256, 512, 1024, 2048], eval_tokens=32768),
-    # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU
-    "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=5000, batch_size=32,
-                 learning_rates=[3e-4, 6e-4, 1.2e-3], seeds=[1337, 1338, 1339], warmup_steps=200,
-                 lengths=[256, 512, 1024, 2048, 4096], eval_tokens=131072),
+    # GPT-2 BPE, 4L-4H-256D, trained at 256, evaluated up to 16x: one GPU. Shakespeare's training split
+    # is 1,350,185 GPT-2 tokens, so 600 steps of 32 x 256 tokens pass over it 3.6 times. Repeated data
+    # is worth about as much as new data up to about 4 passes and much less after (Muennighoff et al.,
+    # "Scaling Data-Constrained Language Models", 2023); 5,000 steps made 30 passes with dropout 0, which
+    # notebook 09 warns will overfit a 15 M-parameter model. Dropout 0.1 (the `small` preset's own) is
+    # the regulariser that acts within 600 steps; weight decay 0.1 (AdamW, the Trainer's default)
+    # shrinks the weights by only about 3% in so few steps. Training with dropout runs attention on SDPA
+    # with a bias (256 tokens: small); evaluation has no dropout and takes FlexAttention.
+    "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=600, batch_size=32,
+                 learning_rates=[3e-4, 6e-4, 1.2e-3], seeds=[1337, 1338, 1339], warmup_steps=60,
+                 dropout=0.1, weight_decay=0.1, lengths=[256, 512, 1024, 2048, 4096], eval_tokens=131072),
 }
+
+DEFAULT_WEIGHT_DECAY = TRAINING_DEFAULTS["weight_decay"]
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,8 @@ def choose_learning_rate(tune_losses: dict[float, float], max_rate: float = 0.1,
 def _fingerprint(settings: dict, text: str) -> dict:
     """What must match for a saved run to count in this study: the recipe's settings and the text."""
     keys = ("tokenizer", "preset", "block_size", "steps", "batch_size", "warmup_steps", "lengths",
-            "eval_tokens", "dropout", "config_overrides")
-    settings = {"dropout": 0.0, "config_overrides": {}, **settings}
+            "eval_tokens", "dropout", "weight_decay", "config_overrides")
+    settings = {"dropout": 0.0, "weight_decay": DEFAULT_WEIGHT_DECAY, "config_overrides": {}, **settings}
     return {**{k: settings[k] for k in keys}, "data_sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
@@ -139,10 +150,7 @@ class _Study:
 
     def __init__(self, out_dir: Path, settings: dict, data: str, strip_markdown: bool, device: str):
         self.out_dir, self.settings, self.device = out_dir, settings, device
-        text = load_text(data, strip_markdown=strip_markdown)
-        self.tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
-                          else create_tokenizer("character", text=text))
-        self.train, held_out = train_val_split(torch.tensor(self.tokenizer.encode(text)), 0.1)
+        text, self.tokenizer, self.train, held_out = _study_data(settings, data, strip_markdown)
         half = len(held_out) // 2
         self.tune, self.report = held_out[:half], held_out[half:]  # choose rates on one, report the other
         self.fingerprint = _fingerprint(settings, text)
@@ -181,7 +189,8 @@ class _Study:
         model = get_model(variant.model, config)
         training = TrainingConfig(max_steps=s["steps"], batch_size=s["batch_size"], learning_rate=rate,
                                   warmup_steps=min(s["warmup_steps"], s["steps"]), eval_interval=s["steps"],
-                                  eval_batches=10, seed=seed, device=self.device, progress=False,
+                                  weight_decay=s.get("weight_decay", DEFAULT_WEIGHT_DECAY),
+                                  seed=seed, device=self.device, progress=False,
                                   out_dir=str(self.model_dir(variant, rate, seed)) if keep_model else None)
         started = time.perf_counter()
         try:
@@ -205,11 +214,11 @@ class _Study:
     def _evaluate(self, model) -> dict:
         s, device = self.settings, self.device
         tune = evaluate_length(model, self.tune, s["block_size"], "non_overlapping",
-                               max_tokens=s["eval_tokens"], device=device)
+                               tokens_scored=s["eval_tokens"], device=device)
         evaluations = []
         for length in s["lengths"]:
             for mode in ("non_overlapping", "sliding"):
-                result = evaluate_length(model, self.report, length, mode, max_tokens=s["eval_tokens"],
+                result = evaluate_length(model, self.report, length, mode, tokens_scored=s["eval_tokens"],
                                          device=device)
                 evaluations.append({"length": length, "mode": mode, "loss": result.loss,
                                     "tokens_scored": result.tokens_scored, "note": result.note,
@@ -248,11 +257,14 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be different from each other, got {seeds}")
     variants = study_variants(models, ablations)
+    asked_device, device = device, pick_device(device)
+    if recipe == "cuda" and not device.startswith("cuda"):
+        _refuse_cuda_recipe_without_cuda(asked_device, device, models, ablations, seeds, grid, steps, data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if strip_markdown is None:
-        strip_markdown = data == "shakespeare"
-    study = _Study(out_dir, settings, data, strip_markdown, pick_device(device))
+        strip_markdown = markdown_stripped_by_default(data)
+    study = _Study(out_dir, settings, data, strip_markdown, device)
 
     planned = len(variants) * (len(grid) + len(seeds) - 1)
     bar = tqdm(total=planned, desc="study", unit="run", disable=not progress)
@@ -299,3 +311,67 @@ def chosen_checkpoint(out_dir, variant: str) -> Path:
                          f"{list(chosen['learning_rates'])}")
     rate = _rate_name(chosen["learning_rates"][variant])
     return Path(out_dir) / "models" / chosen["models"][variant] / f"lr{rate}-seed{chosen['seed']}"
+
+
+def _study_data(settings: dict, data: str, strip_markdown: bool):
+    """The text, the recipe's tokenizer, and the token ids split 90 / 10 into training and held-out."""
+    corpus = read_corpus(data, strip_markdown=strip_markdown)
+    for line in corpus.notes():
+        print(line)
+    tokenizer = (create_tokenizer("gpt2") if settings["tokenizer"] == "gpt2"
+                 else create_tokenizer("character", text=corpus.text))
+    train, held_out = train_val_split(torch.tensor(tokenizer.encode(corpus.text)), 0.1)
+    return corpus.text, tokenizer, train, held_out
+
+
+def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds=None, learning_rates=None,
+                steps: int | None = None, data: str = "shakespeare") -> dict:
+    """What a recipe's study costs, before it runs (no model is built: parameters are counted on the
+    ``meta`` device). Returns a dict:
+
+    - ``variants`` and ``runs``: every variant trains once at each rate of the grid and once more for
+      each further seed (a grid that grows past an end adds runs: this is the least);
+    - ``tokens``: tokens each run trains on, ``steps x batch_size x block_size``;
+    - ``train_tokens`` and ``passes``: the training split's size, and how often ``tokens`` cover it;
+    - ``train_flops``: :func:`~tfa_core.training.resources.flops_per_token` times ``tokens``, summed
+      over the runs;
+    - ``eval_flops``: each run's evaluation forward passes: at each length, about ``eval_tokens``
+      tokens in non-overlapping windows and twice that in sliding ones (models that stop at their
+      training length are counted too: an upper bound);
+    - ``flops``: the sum.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
+    settings = RECIPES[recipe]
+    variants = study_variants(models, ablations)
+    per_variant = len(learning_rates or settings["learning_rates"]) + len(seeds or settings["seeds"]) - 1
+    steps = steps or settings["steps"]
+    _, tokenizer, train, _ = _study_data(settings, data, markdown_stripped_by_default(data))
+    config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
+                                      max_position_embeddings=max(settings["lengths"]),
+                                      dropout=settings.get("dropout", 0.0))
+    config.update_from_tokenizer(tokenizer)
+    tokens = steps * settings["batch_size"] * settings["block_size"]
+    train_flops = per_variant * sum(flops_per_token(v.model, config) for v in variants) * tokens
+    evaluated = 3 * settings["eval_tokens"]  # each length: non-overlapping once, sliding windows twice
+    eval_flops = per_variant * sum(flops_per_token(v.model, config, length) / 3 * evaluated  # forward: 1/3
+                                   for v in variants for length in settings["lengths"])
+    return dict(recipe=recipe, variants=len(variants), runs=per_variant * len(variants), steps=steps,
+                tokens=tokens, train_tokens=len(train), passes=tokens / len(train), train_flops=train_flops,
+                eval_flops=eval_flops, flops=train_flops + eval_flops)
+
+
+def _refuse_cuda_recipe_without_cuda(asked_device: str, device: str, models, ablations, seeds, grid, steps,
+                                     data) -> None:
+    """The cuda recipe on a machine without CUDA: a ``ValueError`` when the device was left to
+    ``"auto"``, a warning when the caller named it. Either says how long it would take here."""
+    cost = recipe_cost("cuda", models, ablations, seeds, grid, steps, data)
+    rate = matmul_flops_per_second(device)
+    hours = cost["flops"] / rate / 3600
+    why = (f"the cuda recipe needs a GPU: {cost['runs']} runs x {cost['tokens']:,} training tokens, "
+           f"{cost['flops']:.2g} FLOPs, at least {hours:,.0f} hours on this {device} "
+           f"({rate / 1e9:.0f} GFLOP/s at best, measured on matrix products)")
+    if asked_device == "auto":
+        raise ValueError(f"{why}; pass --device cpu (in Python: device='cpu') to run it anyway, "
+                         "or use --recipe cpu")
+    warnings.warn(f"{why}; running it on {device} because you asked for it", RuntimeWarning, stacklevel=3)

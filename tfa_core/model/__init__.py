@@ -7,7 +7,8 @@
 - ``baselines.py``  Vanilla (GPT-2), VanillaALiBi and SASP
 - ``positions.py``  the other position schemes: sinusoidal, rotary
 - ``config.py``     ``GPTConfigALiBi`` and its presets
-- ``registry.py``   the names users type: ``get_model``, ``list_available_models``
+- ``registry.py``   the names users type: ``get_model``, ``list_available_models``; ``register_model``
+                    adds your own (``docs/EXTENDING.md``)
 - ``parameters.py`` exact parameter counts
 - ``kv_cache.py``   the key/value cache for decoding
 - ``fast_attention.py`` the speed room: query blocks for long inputs, FlexAttention on CUDA, the decoding

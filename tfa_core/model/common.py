@@ -56,7 +56,8 @@ class CausalLanguageModel(nn.Module):
 
     ``make_block(config, position_scheme)`` makes one block. The position scheme is the class's
     ``fixed_position_scheme`` if it has one, else ``config.position_scheme``, else the class's
-    ``default_position_scheme``. ALiBi models keep their slopes in one buffer, ``alibi_slopes``
+    ``default_position_scheme``; a scheme that is not built in is a class's own, whose attention bias
+    comes from its :meth:`position_bias`. ALiBi models keep their slopes in one buffer, ``alibi_slopes``
     (``(H,)``, saved with the weights, yours to overwrite); a layer's ``attn.alibi_slopes``, ``None``
     unless you set it, overrides them for that layer. ``fast_attention`` (on by default) lets long
     inputs, CUDA and cached decoding take the speed room's paths (``fast_attention.py``); off, every
@@ -74,8 +75,9 @@ class CausalLanguageModel(nn.Module):
                 "config.vocab_size is not set; call config.update_from_tokenizer(tokenizer) first"
             )
         scheme = self.fixed_position_scheme or config.position_scheme or self.default_position_scheme
-        if scheme not in POSITION_SCHEMES:
-            raise ValueError(f"unknown position scheme {scheme!r}; choose one of {list(POSITION_SCHEMES)}")
+        if scheme not in POSITION_SCHEMES and type(self).position_bias is CausalLanguageModel.position_bias:
+            raise ValueError(f"unknown position scheme {scheme!r}; choose one of {list(POSITION_SCHEMES)}, "
+                             "or define position_bias in a model class of your own (docs/EXTENDING.md)")
         if scheme == "rotary" and config.head_dim % 2:
             raise ValueError(f"rotary positions rotate channel pairs: head_dim (n_embd / n_head = "
                              f"{config.head_dim}) must be even; change n_embd or n_head")
@@ -180,9 +182,14 @@ class CausalLanguageModel(nn.Module):
         the last ``t_q`` of the ``t_k`` keys. ``like`` (the embedded input) gives the device and,
         outside autocast, the dtype. With ``self.fast_attention``, long inputs, CUDA and cached
         decoding get an equivalent from ``fast_attention.py`` that never builds the ``T x T`` tensor.
+        A position scheme of your own adds :meth:`position_bias` to the causal (and padding) mask,
+        always as a dense tensor.
         """
         dtype = torch.get_autocast_dtype(like.device.type) if torch.is_autocast_enabled(like.device.type) \
             else like.dtype
+        if self.position_scheme not in POSITION_SCHEMES:  # a scheme of your own: its bias, held dense
+            bias = self.position_bias(t_q, t_k, like.device).to(dtype)  # (H, t_q, t_k)
+            return dense_bias(None, t_q, t_k, attention_mask, dtype=dtype, device=like.device) + bias
         if self.fast_attention and (t_q > fast_attention.QUERY_BLOCK or like.is_cuda or cache is not None):
             fast = fast_attention.fast_bias(slopes, t_q, t_k, attention_mask, dtype, like.device, cache)
             if fast is not None:
@@ -190,6 +197,14 @@ class CausalLanguageModel(nn.Module):
         if slopes is None and attention_mask is None and t_q == t_k:
             return None
         return dense_bias(slopes, t_q, t_k, attention_mask, dtype=dtype, device=like.device)
+
+    def position_bias(self, t_q: int, t_k: int, device) -> torch.Tensor:
+        """The hook for a position scheme of your own (``docs/EXTENDING.md``): the ``(H, t_q, t_k)``
+        (or ``(1, t_q, t_k)``) additive bias of query ``i`` (at position ``t_k - t_q + i``: queries are
+        the last ``t_q`` keys) and key ``j``. :meth:`attention_bias` adds the causal and padding mask
+        to it, so entries after the query may hold anything finite. Built-in schemes never call it."""
+        raise NotImplementedError(f"{type(self).__name__} has the position scheme {self.position_scheme!r}, "
+                                  "not a built-in one, and must define position_bias(t_q, t_k, device)")
 
     def run_block(self, block: nn.Module, *args):
         """Call ``block(*args)``, through activation checkpointing when it is enabled."""

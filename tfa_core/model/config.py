@@ -12,7 +12,6 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 
 from tfa_core.model.alibi import DEFAULT_MAX_BIAS
-from tfa_core.model.positions import POSITION_SCHEMES
 from tfa_core.model.checks import is_int, require_finite, require_positive_int
 
 __all__ = [
@@ -49,7 +48,8 @@ class GPTConfigALiBi:
     dropout: float = 0.1
     bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2 has them; we count without)
     model_type: str = "FactoredALiBi"
-    # alibi, learned, sinusoidal, rotary or none; None: the model type's own (get_model sets it)
+    # alibi, learned, sinusoidal, rotary, none, or a registered model's own; None: the model type's
+    # own (get_model sets it)
     position_scheme: str | None = None
     # ALiBi: slopes are 2^(-alibi_max_bias * k / n_head)
     alibi_max_bias: float | None = DEFAULT_MAX_BIAS
@@ -110,15 +110,17 @@ class GPTConfigALiBi:
         require_finite("learning_rate", self.learning_rate)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.position_scheme is not None and self.position_scheme not in POSITION_SCHEMES:
-            raise ValueError(f"unknown position_scheme {self.position_scheme!r}; choose one of "
-                             f"{list(POSITION_SCHEMES)} (or None for the model type's own)")
         # late import: the registry imports the models
-        from tfa_core.model.registry import list_available_models
+        from tfa_core.model.registry import known_position_schemes, list_available_models
 
+        if self.position_scheme is not None and self.position_scheme not in known_position_schemes():
+            raise ValueError(f"unknown position_scheme {self.position_scheme!r}; choose one of "
+                             f"{known_position_schemes()} (or None for the model type's own); a scheme "
+                             "of your own is known once its model is registered (tfa_core.register_model)")
         if self.model_type not in list_available_models():
             raise ValueError(
-                f"unknown model_type {self.model_type!r}; choose one of {list_available_models()}"
+                f"unknown model_type {self.model_type!r}; choose one of {list_available_models()}, or "
+                "register a model of your own first (tfa_core.register_model; tfa --import)"
             )
         return self
 

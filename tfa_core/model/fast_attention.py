@@ -21,7 +21,9 @@ things here avoid it, and the model reaches all three through one switch, ``mode
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -73,10 +75,14 @@ class BlockedBias:
     def attend(self, q, k, v, dropout_p: float = 0.0) -> torch.Tensor:
         """Causal attention with this bias; ``q``: ``(B, H, t_q, d)``, ``k``, ``v``: ``(B, H, t_k, d)``
         with the queries the last ``t_q`` keys."""
+        if (self.slopes is not None and self.attention_mask is None and dropout_p == 0.0
+                and self.t_q == self.t_k and flex_takes(q)):
+            return flex_alibi_attention(q, k, v, self.slopes)  # one fused kernel, no T x T bias at all
+        return self.attend_in_blocks(q, k, v, dropout_p)
+
+    def attend_in_blocks(self, q, k, v, dropout_p: float = 0.0) -> torch.Tensor:
+        """:meth:`attend` in query blocks through ``scaled_dot_product_attention``, on any device."""
         slopes, t_q, t_k = self.slopes, self.t_q, self.t_k
-        if (slopes is not None and self.attention_mask is None and dropout_p == 0.0 and t_q == t_k
-                and flex_takes(q)):
-            return flex_alibi_attention(q, k, v, slopes)  # one fused kernel, no T x T bias at all
         if torch.is_autocast_enabled(q.device.type):
             # cast once, not once per block: each block's call would cast (and keep) the keys it reads
             q, k, v = (t.to(torch.get_autocast_dtype(q.device.type)) for t in (q, k, v))
@@ -165,16 +171,43 @@ _causal_block_mask = functools.lru_cache(maxsize=32)(_new_causal_block_mask)
 
 @functools.lru_cache(maxsize=1)
 def _compiled_flex_attention():
+    """FlexAttention compiled so that any number of shapes costs a few compilations.
+
+    Dynamo keeps at most ``torch._dynamo.config.recompile_limit`` (8) compiled versions of a function;
+    past that it runs the function uncompiled, and uncompiled FlexAttention builds the whole ``T x T``
+    score matrix, at exactly the long lengths this path is for. Compiled with ``dynamic=False``, every
+    (batch, length) was a version of its own, and the cpu recipe's evaluation made 15 of them. Two
+    other cures fail: a ``torch.compile`` wrapper per length shares one cache and one limit with every
+    other wrapper of ``flex_attention`` (dynamo keeps them on the function's code), and a higher limit
+    only moves the cliff. So PyTorch's default, "automatic dynamic": the first shape gets a kernel for
+    its sizes, and the first call whose length differs compiles once more with the length symbolic, a
+    kernel that then serves every length; a different batch is one more, a batch of one another. So at
+    most four per dtype and grad mode: two for a study's evaluation in full batches, four with its
+    shorter last batches, as ``tests/test_fast_attention.py`` counts.
+    """
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=None)
+
+
+def _raising_at_the_recompile_limit():
+    """A context in which dynamo, past its recompile limit, raises ``FailOnRecompileLimitHit``
+    instead of running the function uncompiled (torch 2.7 and later; older ones log a warning)."""
+    config = torch._dynamo.config
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        return config.patch(fail_on_recompile_limit_hit=True)
+    return contextlib.nullcontext()
 
 
 def flex_alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor,
                          compile: bool = True) -> torch.Tensor:
     """Causal ALiBi attention with FlexAttention: ``q``, ``k``, ``v`` are ``(B, H, T, d)`` (as many
     queries as keys), ``slopes`` is ``(H,)``. ``compile=False`` runs the eager (reference) version,
-    which also works on a CPU."""
+    which also works on a CPU.
+
+    Should the compiled version ever reach dynamo's recompile limit (many dtypes, devices and grad
+    modes in one process), the call warns, naming the shape, and runs in query blocks instead of
+    falling back to an uncompiled FlexAttention that would hold every ``T x T`` score."""
     from torch.nn.attention.flex_attention import flex_attention
 
     slopes = slopes.to(device=q.device, dtype=torch.float32)
@@ -186,6 +219,15 @@ def flex_alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slop
         # inside a compiled model the model's own graph takes FlexAttention and the block mask whole
         block_mask = _new_causal_block_mask(q.shape[-2], str(q.device))
         return flex_attention(q, k, v, score_mod=alibi, block_mask=block_mask)
-    attend = _compiled_flex_attention() if compile else flex_attention
     block_mask = _causal_block_mask(q.shape[-2], str(q.device))
-    return attend(q, k, v, score_mod=alibi, block_mask=block_mask)
+    if not compile:
+        return flex_attention(q, k, v, score_mod=alibi, block_mask=block_mask)
+    try:
+        with _raising_at_the_recompile_limit():
+            return _compiled_flex_attention()(q, k, v, score_mod=alibi, block_mask=block_mask)
+    except getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", ()):
+        warnings.warn(f"FlexAttention reached torch.compile's recompile limit "
+                      f"({torch._dynamo.config.recompile_limit}) at queries of shape {tuple(q.shape)}, "
+                      f"{q.dtype}: this call runs in query blocks instead (slower, still no T x T scores); "
+                      "torch._dynamo.config.recompile_limit sets the limit", RuntimeWarning, stacklevel=2)
+        return BlockedBias(slopes, q.shape[-2], k.shape[-2]).attend_in_blocks(q, k, v)

@@ -15,10 +15,13 @@ __all__ = ["estimate_model_parameters", "parameter_breakdown"]
 def parameter_breakdown(config, model_type: str | None = None) -> dict[str, int]:
     """Parameter count by part: ``embedding``, ``positions``, ``attention``, ``mlp``, ``norms``,
     ``mixing`` (the scalars and ``H x H`` maps), summed over all blocks."""
-    from tfa_core.model.registry import position_scheme_of
+    from tfa_core.model.registry import USER_MODELS, position_scheme_of
 
     model_type = model_type or config.model_type
     scheme = position_scheme_of(model_type)  # also rejects an unknown name
+    if model_type in USER_MODELS:
+        raise ValueError(f"{model_type!r} is a model of your own (register_model): there is no formula for "
+                         "its parts; estimate_model_parameters counts its total on the built model")
     if config.vocab_size is None:
         raise ValueError("config.vocab_size is not set; call config.update_from_tokenizer(tokenizer) first")
     C, H, L, b = config.n_embd, config.n_head, config.n_layer, int(config.bias)
@@ -49,5 +52,13 @@ def parameter_breakdown(config, model_type: str | None = None) -> dict[str, int]
 
 def estimate_model_parameters(config, model_type: str | None = None) -> int:
     """The exact number of parameters of ``get_model(model_type, config)`` (``model_type`` defaults
-    to ``config.model_type``). Tied embeddings are counted once; ALiBi slopes are not parameters."""
+    to ``config.model_type``). Tied embeddings are counted once; ALiBi slopes are not parameters.
+    A model added with ``register_model`` is counted on the model built on PyTorch's ``meta`` device
+    (nothing allocated): a formula cannot know what its class adds."""
+    from tfa_core.model.registry import USER_MODELS
+
+    if (model_type or config.model_type) in USER_MODELS:
+        from tfa_core.training.resources import count_parameters
+
+        return count_parameters(model_type or config.model_type, config)
     return sum(parameter_breakdown(config, model_type).values())

@@ -48,9 +48,9 @@ from tfa_core.model.config import GPTConfigALiBi
 from tfa_core.model.registry import get_model
 from tfa_core.training.resources import format_bytes, require_memory
 
-__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
-           "list_checkpoints", "find_resumable", "holds_run", "clean_leftovers", "checkpoint_dir",
-           "restore_rng", "read_history", "write_history"]
+__all__ = ["Checkpoint", "CheckpointError", "UnregisteredModelError", "save_checkpoint", "load_checkpoint",
+           "latest_checkpoint", "list_checkpoints", "find_resumable", "holds_run", "clean_leftovers",
+           "checkpoint_dir", "restore_rng", "read_history", "write_history"]
 
 FORMAT_VERSION = 2  # 2: SHA256SUMS; format 1 (no checksums) still loads
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
@@ -65,6 +65,11 @@ _ARCHITECTURE_FIELDS = ("model_type", "n_layer", "n_head", "n_embd", "vocab_size
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, damaged or does not fit: the message names the file."""
+
+
+class UnregisteredModelError(CheckpointError):
+    """The checkpoint holds a model added with ``register_model`` whose module this process has not
+    imported: nothing is wrong with the files."""
 
 
 @dataclass
@@ -492,6 +497,18 @@ def _check_weights_fit(file: Path, header: dict, config: GPTConfigALiBi) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
+def _require_registered(state_file: Path, model_type) -> None:
+    """A model of the user's own loads only once the module that registers it is imported: say so,
+    rather than calling the config damaged."""
+    from tfa_core.model.registry import MODEL_REGISTRY
+
+    if isinstance(model_type, str) and model_type not in MODEL_REGISTRY:
+        raise UnregisteredModelError(
+            f"{state_file} holds a {model_type!r} model, which is not registered in this process: import "
+            "the module that registers it first (in Python, import it before loading; on the command "
+            "line, tfa --import path/to/models.py <command> ..., or set TFA_MODELS=path/to/models.py)")
+
+
 def load_checkpoint(path, *, config: GPTConfigALiBi | None = None, tokenizer=None,
                     device="cpu", training_state: bool = True) -> Checkpoint:
     """Load a checkpoint (or a run folder's newest one) into a new model on ``device``.
@@ -508,6 +525,7 @@ def load_checkpoint(path, *, config: GPTConfigALiBi | None = None, tokenizer=Non
     state = _read_state(path)
     if sums is None and state["format_version"] >= 2:
         raise CheckpointError(f"{path / CHECKSUMS} is missing, so the files cannot be checked")
+    _require_registered(state_file, state["config"].get("model_type"))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -604,6 +622,8 @@ def find_resumable(run_dir) -> tuple[Checkpoint | None, list[str]]:
     for path in candidates:
         try:
             return load_checkpoint(path), skipped
+        except UnregisteredModelError:  # the files are fine: passing over them would only mislead
+            raise
         except (CheckpointError, FileNotFoundError) as error:
             skipped.append(str(error))
     return None, skipped

@@ -10,11 +10,12 @@ refusal is certain, and a pass is no promise.
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 
-__all__ = ["count_parameters", "available_memory", "training_bytes", "inference_bytes", "require_memory",
-           "format_bytes"]
+__all__ = ["count_parameters", "flops_per_token", "matmul_flops_per_second", "available_memory",
+           "training_bytes", "inference_bytes", "require_memory", "format_bytes"]
 
 FP32 = 4
 
@@ -27,6 +28,34 @@ def count_parameters(model_type: str, config) -> int:
     with torch.device("meta"):
         model = get_model(model_type, config)
     return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_token(model_type: str, config, length: int | None = None) -> float:
+    """Training FLOPs (forward and backward) per token of ``get_model(model_type, config)`` on windows
+    of ``length`` tokens (default ``block_size``), as the PaLM paper's appendix B counts them: 6 for
+    every weight a token meets (all but the position tables; the tied embedding once, as the output
+    layer) and ``12 x layers x width x length`` for the attention scores and their weighted sum. A
+    forward pass alone is a third of it. The causal mask's saving is not subtracted, as usual for MFU."""
+    from tfa_core.model.registry import get_model
+
+    with torch.device("meta"):
+        model = get_model(model_type, config)
+    weights = model.get_num_params(non_embedding=True) + config.vocab_size * config.n_embd
+    return 6 * weights + 12 * config.n_layer * config.n_embd * (length or config.block_size)
+
+
+def matmul_flops_per_second(device: str = "cpu", size: int = 1024, seconds: float = 0.3) -> float:
+    """FLOP/s of ``size x size`` fp32 matrix products on ``device``, timed for about ``seconds``: what
+    the device reaches at best, so a time estimated from it is a lower bound."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    a @ b  # the first product pays for thread start-up
+    products, started = 0, time.perf_counter()
+    while products == 0 or time.perf_counter() - started < seconds:
+        a @ b
+        products += 1
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return 2 * size**3 * products / (time.perf_counter() - started)
 
 
 def available_memory(device: str) -> int | None:

@@ -16,11 +16,15 @@ import math
 import os
 import shutil
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.distributed
 import torch.nn as nn
 from tqdm.auto import tqdm
 
@@ -40,7 +44,7 @@ from tfa_core.training.checkpoint import (
 from tfa_core.data.corpus import random_batch
 from tfa_core.model.checks import require_finite, require_int
 from tfa_core.training.distributed import DistributedInfo, pick_device
-from tfa_core.experiments.evaluation import evaluate_length
+from tfa_core.experiments.evaluation import DEFAULT_TOKENS_SCORED, evaluate_length
 
 __all__ = [
     "TrainingConfig",
@@ -57,7 +61,12 @@ __all__ = [
 @dataclass
 class TrainingConfig:
     """How to train. ``batch_size`` is per process and per micro-step: one optimizer step sees
-    ``batch_size x grad_accum_steps x processes`` windows of ``block_size`` tokens."""
+    ``batch_size x grad_accum_steps x processes`` windows of ``block_size`` tokens.
+
+    Validation scores the first ``eval_tokens`` targets of the validation split (all of it when
+    shorter) in non-overlapping windows of ``block_size``: the same tokens whatever the batch size and
+    the number of processes. ``eval_batches`` is the old, batch-dependent budget; it is no longer used
+    (a warning says so) and stays only so that older code and checkpoints load."""
 
     max_steps: int = 600
     batch_size: int = 32
@@ -72,7 +81,8 @@ class TrainingConfig:
     grad_clip: float = 1.0  # 0 turns clipping off
     grad_accum_steps: int = 1
     eval_interval: int = 100
-    eval_batches: int = 20
+    eval_tokens: int = DEFAULT_TOKENS_SCORED  # validation targets scored (all of the split when shorter)
+    eval_batches: int | None = None  # deprecated: ignored, see eval_tokens
     log_interval: int = 10
     checkpoint_interval: int | None = None  # None: every eval_interval
     keep_checkpoints: int = 2
@@ -87,10 +97,15 @@ class TrainingConfig:
         """Check every field: a ``ValueError``/``TypeError`` names the field; NaN and infinity are
         refused everywhere."""
         for name in ("max_steps", "batch_size", "warmup_steps", "grad_accum_steps", "eval_interval",
-                     "eval_batches", "log_interval", "keep_checkpoints"):
+                     "eval_tokens", "log_interval", "keep_checkpoints"):
             require_int(name, getattr(self, name), minimum=0 if name == "warmup_steps" else 1)
         if self.checkpoint_interval is not None:
             require_int("checkpoint_interval", self.checkpoint_interval, minimum=1)
+        if self.eval_batches is not None:
+            require_int("eval_batches", self.eval_batches, minimum=1)
+            warnings.warn(f"eval_batches={self.eval_batches} is no longer used: validation now scores a "
+                          f"fixed number of tokens, eval_tokens (now {self.eval_tokens:,}), whatever the "
+                          "batch size; pass eval_tokens instead", DeprecationWarning, stacklevel=3)
         if self.block_size is not None:
             try:
                 require_int("block_size", self.block_size, minimum=2)
@@ -117,10 +132,11 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
-        """A config from :func:`dataclasses.asdict`'s output; keys it does not know are skipped."""
+        """A config from :func:`dataclasses.asdict`'s output; keys it does not know are skipped, and
+        so is ``eval_batches``, which older checkpoints hold and nothing uses any more."""
         if not isinstance(values, dict):
             raise TypeError(f"a training config must be a dict, got {type(values).__name__}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"eval_batches"}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -166,13 +182,14 @@ def learning_rate_at(step: int, config: TrainingConfig) -> float:
 
 
 def estimate_loss(model: nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 32,
-                  max_batches: int | None = None, device=None) -> float:
-    """Mean next-token loss over non-overlapping windows of ``block_size`` from the start of
-    ``tokens`` (1-D ids): :func:`~tfa_core.experiments.evaluation.evaluate_length` at the training length.
-    Deterministic, so runs can be compared; ``max_batches`` caps the work."""
-    max_tokens = max_batches * batch_size * block_size + 1 if max_batches is not None else None
+                  tokens_scored: int | None = None, device=None, distributed: bool = False) -> float:
+    """Mean next-token loss on the first ``tokens_scored`` targets of ``tokens`` (1-D ids; default
+    32,768 or all of them, whichever is fewer) in non-overlapping windows of ``block_size``:
+    :func:`~tfa_core.experiments.evaluation.evaluate_length` at the training length, the validation
+    loss :class:`Trainer` reports. Deterministic, and the same for any ``batch_size``, so runs can be
+    compared."""
     return evaluate_length(model, tokens, block_size, "non_overlapping", batch_size=batch_size,
-                           max_tokens=max_tokens, device=device).loss
+                           tokens_scored=tokens_scored, device=device, distributed=distributed).loss
 
 
 def train_model(model, dataloader, optimizer, device, num_epochs: int = 1, log_interval: int = 100,
@@ -205,11 +222,22 @@ def train_model(model, dataloader, optimizer, device, num_epochs: int = 1, log_i
 # -- the trainer -----------------------------------------------------------------------------
 
 class Trainer:
-    """Train ``model`` on random windows of ``train_tokens`` (1-D ids), validating on
-    ``val_tokens``.
+    """Train ``model`` on ``train_tokens``, validating on ``val_tokens`` (1-D ids).
+
+    ``train_tokens`` is either one long 1-D tensor of token ids, from which the trainer draws random
+    windows of ``block_size`` (seeded, and resumed exactly), or your own batches: any iterable of
+    ``(B, T)`` integer tensors (each window is its own labels: the model shifts them) or of dicts with
+    ``"input_ids"`` and ``"labels"`` (``-100`` labels are ignored), such as a ``DataLoader`` over
+    ``TokenWindowDataset``. The trainer takes one batch per micro-step and starts the iterable again
+    when it runs out (a generator, which cannot start again, is an error then); ``batch_size`` and
+    ``block_size`` are then yours, and under DDP each process iterates its own ``train_tokens``, so
+    give each process its shard (``DistributedSampler``). A resumed run restores the weights, the
+    optimizer and the schedule, but the iterable starts again from its beginning: the batch order
+    differs from an uninterrupted run's (a warning says so).
 
     ``callbacks`` are called with each history record (a dict with ``kind`` ``"train"`` or
-    ``"eval"``), for instance to redraw a loss plot in a notebook.
+    ``"eval"``), for instance to redraw a loss plot in a notebook or to write a ``CSVLogger`` file.
+    Under DDP they run on rank 0 only, and a record's ``loss`` is the mean over every process.
 
     ``resume=True`` continues the run in ``config.out_dir`` exactly where its newest intact checkpoint
     stopped (``resume`` may also be a :class:`Checkpoint` already loaded, or its path). A folder that
@@ -235,17 +263,37 @@ class Trainer:
         if self.block_size > model.max_sequence_length:
             raise ValueError(f"block_size {self.block_size} is longer than the model accepts "
                              f"({model.max_sequence_length})")
-        for name, part, need in (("train_tokens", train_tokens, self.block_size),
-                                 ("val_tokens", val_tokens, self.block_size + 1)):
+        if isinstance(train_tokens, np.ndarray) or (isinstance(train_tokens, (list, tuple)) and train_tokens
+                                                     and isinstance(train_tokens[0], int)):
+            train_tokens = torch.as_tensor(train_tokens)  # token ids as a list or an array: one stream
+        self.train_batches = None if isinstance(train_tokens, torch.Tensor) else train_tokens
+        self._batches = None  # the iterator over train_batches, started at the first batch
+        if self.train_batches is not None and not hasattr(train_tokens, "__iter__"):
+            raise TypeError(f"train_tokens must be a 1-D tensor of token ids or an iterable of batches "
+                            f"(a DataLoader), got {type(train_tokens).__name__}")
+        if self.train_batches is None and train_tokens.dim() != 1:
+            raise ValueError(f"train_tokens must be 1-D (one stream of token ids), got shape "
+                             f"{tuple(train_tokens.shape)}; for batches of your own pass an iterable of "
+                             "them (a list or a DataLoader)")
+        streams = [("val_tokens", val_tokens, self.block_size + 1)]
+        if self.train_batches is None:  # batches of your own are sized by you
+            streams.insert(0, ("train_tokens", train_tokens, self.block_size))
+        for name, part, need in streams:
             if part is not None and len(part) < need:
                 raise ValueError(f"{name} holds {len(part)} tokens, fewer than one window of {need}; "
                                  "use more text, a smaller block_size or (for validation) a larger share "
                                  "of it")
         self.train_tokens = train_tokens
         self.val_tokens = val_tokens
+        # validation's budget: eval_tokens targets, or all the split has (the first token has no target)
+        self.eval_tokens = min(self.config.eval_tokens, len(val_tokens) - 1) if val_tokens is not None else 0
+        if val_tokens is not None and self.eval_tokens < self.block_size:
+            raise ValueError(f"eval_tokens is {self.config.eval_tokens}, fewer than one window of block_size "
+                             f"{self.block_size}; set eval_tokens >= {self.block_size}")
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
         self.history: list[dict] = []
         self.step = 0
+        self.step_tokens = 0  # tokens the last optimizer step trained on, every process's together
         self.last_checkpoint: Path | None = None
         self.notes: list[str] = []  # what a resume passed over or repaired, one line each
         self._written: list[str] = []  # the checkpoints this trainer wrote: the only ones it may prune
@@ -314,6 +362,10 @@ class Trainer:
             self._load_optimizer(checkpoint)
         restore_rng(checkpoint.rng_state, self.data_generator)
         self.step = checkpoint.step
+        if self.train_batches is not None:
+            self.notes.append("the training batches are an iterable of your own: it starts again from its "
+                              "beginning, so this run's batch order differs from an uninterrupted one's")
+            warnings.warn(self.notes[-1], UserWarning, stacklevel=3)
         self.last_checkpoint = checkpoint.path
         if self.dist.is_main:
             self._set_aside_newer(checkpoint)
@@ -369,8 +421,9 @@ class Trainer:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-        for callback in self.callbacks:
-            callback(record)
+        if self.dist.is_main:  # one process logs: the others' records say the same
+            for callback in self.callbacks:
+                callback(record)
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current step (main process only)."""
@@ -394,15 +447,54 @@ class Trainer:
         return f"the last good checkpoint is {self.last_checkpoint} (step {self._checkpoint_step()})"
 
     # -- one step ----------------------------------------------------------------------------
-    def next_batch(self) -> torch.Tensor:
+    def next_batch(self) -> torch.Tensor | dict:
         """This process's share of the next global batch. Every process draws the same global
         batch from the same generator and keeps its own slice, so N processes see exactly the
-        windows one process with N times the batch would."""
+        windows one process with N times the batch would. With batches of your own: the next one,
+        as given (a ``(B, T)`` tensor or a dict with ``input_ids`` and ``labels``)."""
+        if self.train_batches is not None:
+            return self._next_given_batch()
         rows = self.config.batch_size
         batch = random_batch(self.train_tokens, self.block_size, rows * self.dist.world_size,
                              generator=self.data_generator)["input_ids"]
         mine = batch[self.dist.rank * rows:(self.dist.rank + 1) * rows]
         return mine.to(self.dist.device, non_blocking=True)
+
+    def _next_given_batch(self):
+        """The next batch of the iterable, starting it again when it runs out."""
+        if self._batches is None:
+            self._batches = iter(self.train_batches)
+        try:
+            return next(self._batches)
+        except StopIteration:
+            if isinstance(self.train_batches, Iterator):  # a generator: its batches are spent
+                raise ValueError("train_tokens ran out of batches: a generator or iterator cannot start "
+                                 "again; pass a list or a DataLoader, which can") from None
+            self._batches = iter(self.train_batches)
+        try:
+            return next(self._batches)
+        except StopIteration:
+            raise ValueError("train_tokens yields no batches: it is empty") from None
+
+    def _ids_and_labels(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, labels)`` of a batch on this process's device; a tensor is its own labels."""
+        if isinstance(batch, dict) and "input_ids" in batch:
+            input_ids, labels = batch["input_ids"], batch.get("labels", batch["input_ids"])
+        elif isinstance(batch, torch.Tensor):
+            input_ids = labels = batch
+        else:
+            raise TypeError(f"a training batch must be a (B, T) tensor of token ids or a dict with "
+                            f"'input_ids' (and 'labels'), got {type(batch).__name__}")
+        device = self.dist.device
+        return input_ids.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+    def _mean_over_processes(self, value: float) -> float:
+        """``value`` averaged over every process (itself when there is one)."""
+        if not self.dist.enabled:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self.dist.device)
+        torch.distributed.all_reduce(total)
+        return total.item() / self.dist.world_size
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step (with gradient accumulation). Returns (loss, gradient norm)."""
@@ -410,17 +502,18 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         accum = self.config.grad_accum_steps
-        total = 0.0
+        total, self.step_tokens = 0.0, 0
         for micro in range(accum):
-            input_ids = self.next_batch()
+            input_ids, labels = self._ids_and_labels(self.next_batch())
             last = micro == accum - 1
             # DDP averages gradients across processes only on the last micro-step
             no_sync = self.forward.no_sync() if self.dist.enabled and not last else contextlib.nullcontext()
             with no_sync:
                 with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.uses_bf16):
-                    loss = self.forward(input_ids, labels=input_ids)["loss"] / accum
+                    loss = self.forward(input_ids, labels=labels)["loss"] / accum
                 loss.backward()
             total += loss.item()
+            self.step_tokens += input_ids.numel() * self.dist.world_size  # every process's batch alike
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not (math.isfinite(total) and torch.isfinite(norm)):
@@ -438,12 +531,15 @@ class Trainer:
         return int(self.last_checkpoint.name.split("-")[1]) if self.last_checkpoint else None
 
     def evaluate(self) -> float | None:
-        """Validation loss on up to ``eval_batches`` batches of the validation tokens."""
+        """Validation loss: the mean loss on the first ``eval_tokens`` targets of the validation split
+        in non-overlapping windows of ``block_size`` (:func:`estimate_loss`). Under DDP each process
+        scores a share of the windows and the sums are added up, so the number does not depend on the
+        number of processes, nor on the batch size."""
         if self.val_tokens is None:
             return None
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.uses_bf16):
             return estimate_loss(self.model, self.val_tokens, self.block_size, self.config.batch_size,
-                                 self.config.eval_batches, device=self.dist.device)
+                                 self.eval_tokens, device=self.dist.device, distributed=self.dist.enabled)
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, until_step: int | None = None) -> list[dict]:
@@ -452,24 +548,24 @@ class Trainer:
         cfg = self.config
         end = min(cfg.max_steps, until_step) if until_step is not None else cfg.max_steps
         checkpoint_every = cfg.checkpoint_interval or cfg.eval_interval
-        tokens_per_step = cfg.batch_size * self.block_size * cfg.grad_accum_steps * self.dist.world_size
         self.model.train()
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="training", unit="step",
                    disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
-        started, window_time, window_steps = time.perf_counter(), 0.0, 0
+        started, window_time, window_tokens = time.perf_counter(), 0.0, 0
         while self.step < end:
             step_start = time.perf_counter()
             loss, norm = self.train_step()
             window_time += time.perf_counter() - step_start  # training time only, not evaluation
-            window_steps += 1
+            window_tokens += self.step_tokens
             bar.update(1)
             if self.step % cfg.log_interval == 0 or self.step == end:
+                loss = self._mean_over_processes(loss)  # each process saw only its share of the batch
                 self._record({"kind": "train", "step": self.step, "loss": loss, "grad_norm": norm,
                               "lr": learning_rate_at(self.step - 1, cfg),
-                              "tokens_per_s": tokens_per_step * window_steps / window_time,
+                              "tokens_per_s": window_tokens / window_time,
                               "elapsed_s": time.perf_counter() - started})
                 bar.set_postfix(loss=f"{loss:.4f}")
-                window_time, window_steps = 0.0, 0
+                window_time, window_tokens = 0.0, 0
             if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                 val_loss = self.evaluate()
                 if val_loss is not None and not math.isfinite(val_loss):

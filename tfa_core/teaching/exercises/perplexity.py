@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tfa_core.experiments.evaluation import LengthResult, _window_starts
+from tfa_core.experiments.evaluation import LengthResult
 from .checking import Case, Exercise, Mistake, register
 from .comparing import close_number, same_tensor
 
@@ -81,15 +81,21 @@ register(Exercise(
 # -- 07.sliding_windows --------------------------------------------------------------------------------
 
 
+def _window_starts(n_tokens: int, length: int, stride: int) -> list[int]:
+    return list(range(0, n_tokens - length, stride))  # each window needs length + 1 tokens
+
+
 def reference_sliding_windows(n_tokens: int, length: int, stride: int) -> torch.Tensor:
-    """The targets each window of ``evaluate_length(..., mode="sliding", stride=stride)`` scores.
+    """The targets each window of ``evaluate_length(..., mode="sliding", stride=stride)`` scores, when
+    its budget ``tokens_scored`` ends where a window ends (otherwise ``evaluate_length`` adds one more
+    window for the tail that this exercise leaves unscored).
 
     Window ``w`` starts at ``starts[w]`` and holds ``length + 1`` tokens: inputs
     ``starts[w] .. starts[w] + length - 1`` and targets one further. Entry ``[w, t]`` is the index of
     the token that position ``t`` predicts, ``starts[w] + t + 1``, when this window scores it, and
     ``-100`` when an earlier window already did. Returns ``(n_windows, length)`` long.
     """
-    starts = torch.tensor(_window_starts(n_tokens, length, stride))  # the same starts as evaluate_length
+    starts = torch.tensor(_window_starts(n_tokens, length, stride))
     targets = starts[:, None] + torch.arange(1, length + 1)[None, :]  # (n_windows, length)
     first = (starts == 0)[:, None]
     scored = first | (torch.arange(length) >= length - stride)[None, :]  # later windows: the last `stride`
