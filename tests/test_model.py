@@ -238,6 +238,31 @@ def test_sinusoids_start_at_the_scale_of_the_token_embeddings(name):
     assert 0.65 < 0.16 / token_norm < 0.75  # now: about 1/sqrt(2), inside the band 0.5 to 2
 
 
+def test_a_sinusoidal_model_saved_before_the_scale_existed_loads_as_it_was_trained(tmp_path):
+    """Checkpoints from before issue #19 added sinusoids at amplitude 1; their config has no
+    sinusoid_scale, and loading gives them 1.0 (with a warning), never the new 0.02 silently."""
+    from tfa_core.model.config import GPTConfigALiBi
+    from tfa_core.model.positions import sinusoidal_embeddings
+
+    config = load_alibi_config_preset("character", vocab_size=65)
+    model = get_model("FactoredSinusoidal", config)
+    saved = model.config.to_dict()
+    del saved["sinusoid_scale"]
+    with pytest.warns(UserWarning, match="saved before sinusoid_scale existed.*amplitude 1.0"):
+        old = GPTConfigALiBi.from_dict(saved)
+    assert old.sinusoid_scale == 1.0 and model.config.sinusoid_scale == 0.02
+    x = torch.randint(0, 65, (1, 16))
+    reloaded = get_model("FactoredSinusoidal", old)
+    added = reloaded.embed(x) - reloaded.transformer.wte(x)
+    torch.testing.assert_close(added[0], sinusoidal_embeddings(torch.arange(16), 128), atol=1e-6, rtol=0)
+    ours = model.config.to_dict()
+    del ours["sinusoid_scale"]
+    ours["position_scheme"] = "alibi"
+    assert GPTConfigALiBi.from_dict(ours).sinusoid_scale == 0.02  # other schemes never read it
+    with pytest.raises(ValueError, match="sinusoid_scale must be positive"):
+        config.copy(sinusoid_scale=0.0)
+
+
 def test_rotary_scores_depend_only_on_distance():
     from tfa_core.model.positions import apply_rotary, rotary_angles
 

@@ -168,10 +168,10 @@ class CausalLanguageModel(nn.Module):
         ``(B, T, C)`` -- plus a position vector for the ``learned`` and ``sinusoidal`` schemes, the
         positional pollution ALiBi avoids.
 
-        Sinusoids are added at ``INIT_STD`` (0.02) times their unit amplitude: the ratio of the two
-        that "Attention Is All You Need" (section 3.4) starts from -- embeddings of std ``1/sqrt(C)``
-        multiplied by ``sqrt(C)``, so std 1 per channel, plus sinusoids of RMS ``1/sqrt(2)`` --
-        at the scale our embeddings start at. A sinusoid is then about 0.7x a token embedding's norm,
+        Sinusoids are added at ``config.sinusoid_scale`` (0.02, ``INIT_STD``) times their unit
+        amplitude: the ratio of the two that "Attention Is All You Need" (section 3.4) starts from --
+        embeddings of std ``1/sqrt(C)`` multiplied by ``sqrt(C)``, so std 1 per channel, plus sinusoids
+        of RMS ``1/sqrt(2)`` -- at the scale our embeddings start at. A sinusoid is then about 0.7x a token embedding's norm,
         not 35x (128 channels), and the stream starts as small as with a learned table.
         ``benchmarks/sinusoid_scale.py`` measures this against the paper's formula taken literally.
         """
@@ -181,7 +181,7 @@ class CausalLanguageModel(nn.Module):
             if self.learned_positions:
                 x = x + self.transformer.wpe(positions)
             else:
-                x = x + INIT_STD * sinusoidal_embeddings(positions, x.shape[-1]).to(x.dtype)
+                x = x + self.config.sinusoid_scale * sinusoidal_embeddings(positions, x.shape[-1]).to(x.dtype)
         return x
 
     def attention_bias(self, slopes, t_q: int, t_k: int, attention_mask, like: torch.Tensor, cache=None):
