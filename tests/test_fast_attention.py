@@ -37,7 +37,7 @@ def spy_on_sdpa(monkeypatch, record):
 
 # -- query blocks -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["FactoredALiBi", "VanillaALiBi", "FactoredRotary", "SASP"])
+@pytest.mark.parametrize("name", ["FactoredALiBi", "VanillaALiBi", "FactoredRotary", "VanillaRotary", "SASP"])
 def test_query_blocks_equal_the_dense_path(name, monkeypatch):
     """Long inputs go through attention in query blocks; the numbers must not change."""
     config = GPTConfigALiBi(n_layer=2, n_head=4, n_embd=32, block_size=96, vocab_size=50, dropout=0.0)

@@ -57,7 +57,7 @@ def test_generate_greedy_matches_a_hand_loop(tiny_config):
     assert torch.equal(out, idx)
 
 
-@pytest.mark.parametrize("name", ["FactoredALiBi", "Vanilla"])
+@pytest.mark.parametrize("name", ["FactoredALiBi", "Vanilla", "VanillaRotary"])
 def test_generate_past_the_limit_keeps_the_latest_context(name, tiny_config):
     model = get_model(name, tiny_config)
     model.train()

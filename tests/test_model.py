@@ -11,6 +11,7 @@ from tfa_core import (
     get_model,
     kronecker_lift,
     list_available_models,
+    load_alibi_config_preset,
 )
 from tfa_core.model.alibi import dense_bias
 from tfa_core.model.common import merge_heads, split_heads
@@ -184,6 +185,84 @@ def test_nothing_positional_reaches_xt(name, clean, tiny_config):
     assert not any("wpe" in n for n, _ in model.named_parameters())
 
 
+@pytest.mark.parametrize("name, clean", [("VanillaALiBi", True), ("VanillaRotary", True),
+                                         ("VanillaNoPE", True), ("Vanilla", False),
+                                         ("VanillaSinusoidal", False)])
+def test_standard_block_sees_positions_only_through_its_scheme(name, clean, tiny_config):
+    """The same token at every position: with nothing added to the stream (ALiBi, rotary, none)
+    every position gets the same logits, since attention over identical values gives the same mix;
+    learned and sinusoidal vectors added to the stream make the positions differ."""
+    model = get_model(name, tiny_config).eval()
+    logits = model(torch.full((1, 12), 7))["logits"][0]  # (12, vocab)
+    same = torch.allclose(logits, logits[:1].expand(12, -1), atol=1e-5, rtol=0)
+    assert same == clean
+
+
+def test_standard_attention_rotates_queries_and_keys_as_the_factored_one_does(tiny_config):
+    """VanillaRotary's attention is softmax(R q (R k)^T / sqrt(d) + causal) v, written out with the
+    rotation of ``positions.py``; with a cache, the new tokens are rotated from the cached length on."""
+    from tfa_core.model.positions import apply_rotary, rotary_angles
+
+    attn = get_model("VanillaRotary", tiny_config).eval().transformer.h[0].attn
+    with torch.no_grad():
+        attn.c_attn.weight.normal_()  # sharp scores, so that the rotation shows in the output
+    x = torch.randn(2, 10, 32)
+    q, k, v = (split_heads(t, 4) for t in attn.c_attn(x).split(32, dim=2))
+    cos, sin = rotary_angles(torch.arange(10), 8)
+    y = plain_attention(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, dense_bias(None, 10, 10))
+    expected = attn.c_proj(merge_heads(y))
+    torch.testing.assert_close(attn(x, None), expected, atol=1e-5, rtol=0)
+    attn.rotary = False
+    assert not torch.allclose(attn(x, None), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["FactoredSinusoidal", "VanillaSinusoidal"])
+def test_sinusoids_start_at_the_scale_of_the_token_embeddings(name):
+    """Issue #19: unit-amplitude sinusoids (norm 8 at 128 channels) against embeddings of std 0.02
+    (norm 0.23) drowned the tokens, 35 to 1. Scaled by the init std, a sinusoid is 0.71x a token
+    embedding's norm: the ratio "Attention Is All You Need" starts from (section 3.4)."""
+    from tfa_core.model.positions import sinusoidal_embeddings
+
+    config = load_alibi_config_preset("character", vocab_size=65)
+    torch.manual_seed(0)
+    model = get_model(name, config)
+    x = torch.randint(0, 65, (1, 128))
+    tokens = model.transformer.wte(x)  # (1, 128, 128)
+    positions = model.embed(x) - tokens  # what the scheme adds to the stream
+    token_norm = tokens.norm(dim=-1).mean().item()
+    assert abs(token_norm - 0.02 * math.sqrt(128)) < 0.01  # 0.226
+    unit = sinusoidal_embeddings(torch.arange(128), 128).norm(dim=-1)  # each position: sqrt(64)
+    torch.testing.assert_close(unit, torch.full((128,), 8.0))
+    assert 34 < 8.0 / token_norm < 37  # what was added before: 35x the tokens
+    torch.testing.assert_close(positions[0].norm(dim=-1), torch.full((128,), 0.16), atol=1e-5, rtol=0)
+    assert 0.65 < 0.16 / token_norm < 0.75  # now: about 1/sqrt(2), inside the band 0.5 to 2
+
+
+def test_a_sinusoidal_model_saved_before_the_scale_existed_loads_as_it_was_trained(tmp_path):
+    """Checkpoints from before issue #19 added sinusoids at amplitude 1; their config has no
+    sinusoid_scale, and loading gives them 1.0 (with a warning), never the new 0.02 silently."""
+    from tfa_core.model.config import GPTConfigALiBi
+    from tfa_core.model.positions import sinusoidal_embeddings
+
+    config = load_alibi_config_preset("character", vocab_size=65)
+    model = get_model("FactoredSinusoidal", config)
+    saved = model.config.to_dict()
+    del saved["sinusoid_scale"]
+    with pytest.warns(UserWarning, match="saved before sinusoid_scale existed.*amplitude 1.0"):
+        old = GPTConfigALiBi.from_dict(saved)
+    assert old.sinusoid_scale == 1.0 and model.config.sinusoid_scale == 0.02
+    x = torch.randint(0, 65, (1, 16))
+    reloaded = get_model("FactoredSinusoidal", old)
+    added = reloaded.embed(x) - reloaded.transformer.wte(x)
+    torch.testing.assert_close(added[0], sinusoidal_embeddings(torch.arange(16), 128), atol=1e-6, rtol=0)
+    ours = model.config.to_dict()
+    del ours["sinusoid_scale"]
+    ours["position_scheme"] = "alibi"
+    assert GPTConfigALiBi.from_dict(ours).sinusoid_scale == 0.02  # other schemes never read it
+    with pytest.raises(ValueError, match="sinusoid_scale must be positive"):
+        config.copy(sinusoid_scale=0.0)
+
+
 def test_rotary_scores_depend_only_on_distance():
     from tfa_core.model.positions import apply_rotary, rotary_angles
 
@@ -208,10 +287,11 @@ def test_sinusoidal_table_values():
     torch.testing.assert_close(table, expected, atol=1e-6, rtol=0)
 
 
-def test_rotary_needs_an_even_head_dim():
+@pytest.mark.parametrize("name", ["FactoredRotary", "VanillaRotary"])
+def test_rotary_needs_an_even_head_dim(name):
     config = GPTConfigALiBi(n_layer=1, n_head=4, n_embd=36, vocab_size=10)
     with pytest.raises(ValueError, match="head_dim .* must be even"):
-        get_model("FactoredRotary", config)
+        get_model(name, config)
 
 
 def test_get_model_records_the_position_scheme(tiny_config):
@@ -220,6 +300,14 @@ def test_get_model_records_the_position_scheme(tiny_config):
     assert model.position_scheme == "rotary"
     assert model.config.position_scheme == "rotary" and model.config.model_type == "FactoredRotary"
     assert get_model("VanillaALiBi", tiny_config).config.position_scheme == "alibi"
+    for name, scheme in [("VanillaSinusoidal", "sinusoidal"), ("VanillaRotary", "rotary"),
+                         ("VanillaNoPE", "none")]:
+        model = get_model(name, tiny_config)
+        assert type(model).__name__ == "VanillaGPT" and model.position_scheme == scheme
+        assert model.max_sequence_length == tiny_config.max_position_embeddings  # no table to stop at
+        assert not any("wpe" in n for n, _ in model.named_parameters())
+    rotary = get_model("VanillaRotary", tiny_config)
+    assert [block.attn.rotary for block in rotary.transformer.h] == [True, True]
     assert tiny_config.to_dict() == before  # the caller's config is left as it was
     with pytest.raises(ValueError, match="unknown position_scheme 'relative'"):
         tiny_config.copy(position_scheme="relative")

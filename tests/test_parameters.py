@@ -8,7 +8,8 @@ from tfa_core import (GPTConfigALiBi, estimate_model_parameters, get_model, list
 
 def test_registry_names():
     assert list_available_models() == ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary",
-                                       "FactoredNoPE", "Vanilla", "VanillaALiBi", "SASP"]
+                                       "FactoredNoPE", "Vanilla", "VanillaALiBi", "VanillaSinusoidal",
+                                       "VanillaRotary", "VanillaNoPE", "SASP"]
 
 
 @pytest.mark.parametrize(
@@ -33,9 +34,11 @@ def test_factored_formula_in_closed_form():
     # the standard block pays 12 C^2 and a position table
     assert estimate_model_parameters(config, "Vanilla") == V * C + 256 * C + L * (12 * C * C + 2 * C) + C
     assert estimate_model_parameters(config, "VanillaALiBi") == V * C + L * (12 * C * C + 2 * C) + C
-    # sinusoidal, rotary and no positions cost nothing; a learned table costs block_size x C
+    # sinusoidal, rotary and no positions cost nothing, in either block; a learned table costs block_size x C
     for name in ("FactoredSinusoidal", "FactoredRotary", "FactoredNoPE"):
         assert estimate_model_parameters(config, name) == estimate_model_parameters(config, "FactoredALiBi")
+    for name in ("VanillaSinusoidal", "VanillaRotary", "VanillaNoPE"):
+        assert estimate_model_parameters(config, name) == V * C + L * (12 * C * C + 2 * C) + C
     assert (estimate_model_parameters(config, "Factored") - estimate_model_parameters(config, "FactoredALiBi")
             == 256 * C)
 

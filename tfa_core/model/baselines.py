@@ -1,7 +1,9 @@
 """Baselines to compare the factored model against.
 
 - ``VanillaGPT`` (``Vanilla``): a GPT-2 style transformer, one residual stream, dense ``C x C`` value
-  and output maps, learned positions added to the stream.
+  and output maps, learned positions added to the stream. The same class runs every other position
+  scheme of the study (``VanillaALiBi``, ``VanillaSinusoidal``, ``VanillaRotary``, ``VanillaNoPE``),
+  so each scheme can be compared on both blocks.
 - ``SASPTransformer`` (``SASP``): the simplified attention sub-block with projections of He & Hofmann
   (2023), "Simplifying Transformer Blocks": a parallel block ``x + b_SA * A(LN(x)) + b_FF * MLP(LN(x))``
   with "shaped" attention ``A = a I + b softmax(QK^T/sqrt(d) + causal) - g U``, ``U`` the uniform
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from tfa_core.model.common import CausalLanguageModel, merge_heads, split_heads
 from tfa_core.model.factored import MLP
+from tfa_core.model.positions import apply_rotary, rotary_angles
 
 __all__ = ["VanillaGPT", "VanillaGPTALiBi", "SASPTransformer"]
 
@@ -34,12 +37,15 @@ def attend(q, k, v, bias, dropout_p: float) -> torch.Tensor:
 
 class CausalSelfAttention(nn.Module):
     """GPT-2 attention: dense Q, K, V from the stream and a dense output projection. The ALiBi bias,
-    for ``VanillaALiBi``, comes from the model; ``alibi_slopes`` overrides its slopes in this layer."""
+    for ``VanillaALiBi``, comes from the model; ``alibi_slopes`` overrides its slopes in this layer.
+    With ``rotary`` positions the queries and keys (never the values) are rotated by position, as in
+    the factored attention; with a cache the new tokens' positions start after the cached ones."""
 
-    def __init__(self, config):
+    def __init__(self, config, rotary: bool = False):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.rotary = rotary
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -48,6 +54,10 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, bias, cache=None):
         q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).split(x.shape[-1], dim=2))
         # q, k, v: (B, H, T, d)
+        if self.rotary:
+            start = 0 if cache is None else cache.length
+            cos, sin = rotary_angles(torch.arange(start, start + x.shape[1], device=x.device), q.shape[-1])
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, d): every token so far
         y = attend(q, k, v, bias, self.dropout if self.training else 0.0)
@@ -55,10 +65,12 @@ class CausalSelfAttention(nn.Module):
 
 
 class VanillaBlock(nn.Module):
-    def __init__(self, config):
+    """The standard pre-norm block: ``x = x + attn(ln_1(x))``, then ``x = x + mlp(ln_2(x))``."""
+
+    def __init__(self, config, rotary: bool = False):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, rotary)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -68,8 +80,9 @@ class VanillaBlock(nn.Module):
 
 
 class SingleStreamModel(CausalLanguageModel):
-    """One residual stream: positions from a learned table added to it (``Vanilla``, ``SASP``) or the
-    ALiBi bias (``VanillaALiBi``)."""
+    """One residual stream: positions from a learned table added to it (``Vanilla``, ``SASP``), the
+    ALiBi bias (``VanillaALiBi``), or another scheme of ``positions.py`` (``VanillaSinusoidal``,
+    ``VanillaRotary``, ``VanillaNoPE``)."""
 
     def forward(self, input_ids, attention_mask=None, labels=None, past_key_values=None, use_cache=False):
         self.check_inputs(input_ids, attention_mask, labels)
@@ -90,10 +103,11 @@ class SingleStreamModel(CausalLanguageModel):
 
 
 class VanillaGPT(SingleStreamModel):
-    """GPT-2 style transformer (registry name ``Vanilla``)."""
+    """GPT-2 style transformer (registry name ``Vanilla``; with another position scheme,
+    ``VanillaSinusoidal``, ``VanillaRotary`` and ``VanillaNoPE``)."""
 
     def __init__(self, config):
-        super().__init__(config, lambda config, scheme: VanillaBlock(config))
+        super().__init__(config, lambda config, scheme: VanillaBlock(config, rotary=scheme == "rotary"))
 
 
 class VanillaGPTALiBi(VanillaGPT):

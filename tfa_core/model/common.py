@@ -22,7 +22,10 @@ from tfa_core.model.alibi import alibi_slopes, dense_bias
 from tfa_core.model.kv_cache import KVCache
 from tfa_core.model.positions import POSITION_SCHEMES, sinusoidal_embeddings
 
-__all__ = ["CausalLanguageModel", "causal_lm_loss", "split_heads", "merge_heads"]
+__all__ = ["CausalLanguageModel", "causal_lm_loss", "split_heads", "merge_heads", "INIT_STD"]
+
+#: GPT-2's initial weight scale: every embedding and linear weight starts as normal(0, INIT_STD)
+INIT_STD = 0.02
 
 
 def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -163,14 +166,22 @@ class CausalLanguageModel(nn.Module):
     def embed(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """The token embeddings of ``input_ids`` (``(B, T)``, at positions ``start, start + 1, ...``),
         ``(B, T, C)`` -- plus a position vector for the ``learned`` and ``sinusoidal`` schemes, the
-        positional pollution ALiBi avoids."""
+        positional pollution ALiBi avoids.
+
+        Sinusoids are added at ``config.sinusoid_scale`` (0.02, ``INIT_STD``) times their unit
+        amplitude: the ratio of the two that "Attention Is All You Need" (section 3.4) starts from --
+        embeddings of std ``1/sqrt(C)`` multiplied by ``sqrt(C)``, so std 1 per channel, plus sinusoids
+        of RMS ``1/sqrt(2)`` -- at the scale our embeddings start at. A sinusoid is then about 0.7x a token embedding's norm,
+        not 35x (128 channels), and the stream starts as small as with a learned table.
+        ``benchmarks/sinusoid_scale.py`` measures this against the paper's formula taken literally.
+        """
         x = self.transformer.wte(input_ids)  # (B, T, C)
         if self.position_scheme in ("learned", "sinusoidal"):
             positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)  # (T,)
             if self.learned_positions:
                 x = x + self.transformer.wpe(positions)
             else:
-                x = x + sinusoidal_embeddings(positions, x.shape[-1]).to(x.dtype)
+                x = x + self.config.sinusoid_scale * sinusoidal_embeddings(positions, x.shape[-1]).to(x.dtype)
         return x
 
     def attention_bias(self, slopes, t_q: int, t_k: int, attention_mask, like: torch.Tensor, cache=None):
@@ -284,12 +295,12 @@ class CausalLanguageModel(nn.Module):
         scaled by ``1/sqrt(2 n_layer)`` so the residual streams do not grow with depth."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
         for name, param in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+                nn.init.normal_(param, mean=0.0, std=INIT_STD / math.sqrt(2 * self.config.n_layer))
 
     def get_num_params(self, non_embedding: bool = True) -> int:
         """Number of parameters. With ``non_embedding=True`` (the default) the token embedding

@@ -53,6 +53,10 @@ class GPTConfigALiBi:
     position_scheme: str | None = None
     # ALiBi: slopes are 2^(-alibi_max_bias * k / n_head)
     alibi_max_bias: float | None = DEFAULT_MAX_BIAS
+    # sinusoidal positions: the amplitude of the sinusoids added to xt (CausalLanguageModel.embed); 0.02
+    # keeps the ratio to the token embeddings of "Attention Is All You Need"; checkpoints saved before
+    # it was a field used 1.0 and load with 1.0
+    sinusoid_scale: float = 0.02
     # channel mixing in the factored model: values V ⊗ I_d, output projection P ⊗ I_d
     use_v: bool = False
     use_proj: bool = False
@@ -103,6 +107,10 @@ class GPTConfigALiBi:
         for name in ("bias", "use_v", "use_proj"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        require_finite("sinusoid_scale", self.sinusoid_scale)
+        if not self.sinusoid_scale > 0:
+            raise ValueError(f"sinusoid_scale must be positive (0.02 keeps the paper's ratio to the token "
+                             f"embeddings), got {self.sinusoid_scale}")
         require_finite("alibi_max_bias", self.alibi_max_bias)
         if not self.alibi_max_bias > 0:
             raise ValueError(f"alibi_max_bias must be positive (the ALiBi paper uses 8), "
@@ -160,7 +168,12 @@ class GPTConfigALiBi:
         if retired:
             warnings.warn(f"ignored config field(s) {retired}: the model config no longer holds training "
                           "or sampling settings (see TrainingConfig and generate)", UserWarning, stacklevel=2)
-        return cls(**{k: v for k, v in values.items() if k in known})
+        values = {k: v for k, v in values.items() if k in known}
+        if "sinusoid_scale" not in values and values.get("position_scheme") == "sinusoidal":
+            values["sinusoid_scale"] = 1.0  # saved before the field: its sinusoids were added at full size
+            warnings.warn("this config was saved before sinusoid_scale existed: its model adds sinusoids at "
+                          "amplitude 1.0, as it was trained (new models use 0.02)", UserWarning, stacklevel=2)
+        return cls(**values)
 
     def copy(self, **changes) -> "GPTConfigALiBi":
         """A validated copy with some fields changed: ``config.copy(n_layer=2)``."""
@@ -213,7 +226,8 @@ def format_config(config: GPTConfigALiBi, **extra) -> str:
     lines = ["GPTConfigALiBi"]
     groups = {
         "model": ["model_type", "n_layer", "n_head", "n_embd", "head_dim", "vocab_size", "bias", "dropout"],
-        "positions": ["position_scheme", "block_size", "max_position_embeddings", "alibi_max_bias"],
+        "positions": ["position_scheme", "block_size", "max_position_embeddings", "alibi_max_bias"]
+        + (["sinusoid_scale"] if config.position_scheme == "sinusoidal" else []),
         "channel mixing": ["use_v", "use_proj"],
         "training": ["batch_size", "learning_rate"],
         "tokenizer": ["tokenizer_name", "eos_token_id", "pad_token_id"],

@@ -4,7 +4,8 @@
 - ``learned``: a trained table of ``block_size`` vectors added to ``xt`` (GPT-2); it has no row for
   a position past ``block_size``, so the model cannot run longer.
 - ``sinusoidal``: the fixed sine/cosine vectors of "Attention Is All You Need" added to ``xt``;
-  defined for any position, but the model never saw the far ones in training.
+  defined for any position, but the model never saw the far ones in training. The model adds them
+  at the token embeddings' scale (``CausalLanguageModel.embed`` says why).
 - ``rotary``: queries and keys rotated by an angle proportional to their position (RoFormer), so
   scores depend on the distance; applied to Q and K only, so ``xt`` stays clean.
 - ``none``: no positional signal at all; the causal mask alone lets a model infer order.

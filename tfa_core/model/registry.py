@@ -1,8 +1,8 @@
 """The model registry: the names users type (``get_model("FactoredALiBi", config)``).
 
-Each name is an architecture and a way of encoding positions. The factored model comes with every
-scheme of the extrapolation study; the standard block with a learned table (``Vanilla``, GPT-2) and
-with ALiBi (``VanillaALiBi``), so that the study can tell the two ideas apart.
+Each name is an architecture and a way of encoding positions. The factored model and the standard
+block both come with every scheme of the extrapolation study -- ``Factored...`` and ``Vanilla...``
+(``Vanilla`` itself is GPT-2, with a learned table) -- so that the study can tell the two ideas apart.
 
 :func:`register_model` adds a model of your own: a :class:`~tfa_core.model.common.CausalLanguageModel`
 subclass under a new name, with a built-in position scheme or one of its own (``docs/EXTENDING.md``).
@@ -26,6 +26,9 @@ MODEL_REGISTRY = {
     "FactoredNoPE": (FactoredTransformerModelALiBi, "none"),
     "Vanilla": (VanillaGPT, "learned"),
     "VanillaALiBi": (VanillaGPTALiBi, "alibi"),
+    "VanillaSinusoidal": (VanillaGPT, "sinusoidal"),
+    "VanillaRotary": (VanillaGPT, "rotary"),
+    "VanillaNoPE": (VanillaGPT, "none"),
     "SASP": (SASPTransformer, "learned"),
     # ablations of the factored block (ablations.py): one of its choices undone
     "FactoredALiBiMixedValues": (FactoredALiBiMixedValues, "alibi"),
