@@ -171,8 +171,9 @@ class CausalLanguageModel(nn.Module):
         Sinusoids are added at ``config.sinusoid_scale`` (0.02, ``INIT_STD``) times their unit
         amplitude: the ratio of the two that "Attention Is All You Need" (section 3.4) starts from --
         embeddings of std ``1/sqrt(C)`` multiplied by ``sqrt(C)``, so std 1 per channel, plus sinusoids
-        of RMS ``1/sqrt(2)`` -- at the scale our embeddings start at. A sinusoid is then about 0.7x a token embedding's norm,
-        not 35x (128 channels), and the stream starts as small as with a learned table.
+        of RMS ``1/sqrt(2)`` -- at the scale our embeddings start at. A sinusoid is then about 0.7x a
+        token embedding's norm, not 35x (128 channels), and the stream starts as small as with a
+        learned table.
         ``benchmarks/sinusoid_scale.py`` measures this against the paper's formula taken literally.
         """
         x = self.transformer.wte(input_ids)  # (B, T, C)
