@@ -216,8 +216,9 @@ def test_the_study_trains_on_your_text_as_it_is(tmp_path, monkeypatch, capsys):
     path = tmp_path / "shape.py"
     path.write_text(PYTHON_SOURCE * 40, encoding="utf-8")
     monkeypatch.setitem(study.RECIPES, "tiny", dict(
-        tokenizer="character", preset="character", block_size=16, steps=1, batch_size=2, learning_rates=[1e-3],
-        seeds=[0], warmup_steps=1, lengths=[16], eval_tokens=64, config_overrides=dict(n_layer=1, n_embd=16)))
+        tokenizer="character", preset="character", block_size=16, steps=1, batch_size=2,
+        learning_rates=[1e-3], seeds=[0], warmup_steps=1, lengths=[16], eval_tokens=64,
+        config_overrides=dict(n_layer=1, n_embd=16)))
     vocabularies = {}
     for strip in (None, True):
         out = tmp_path / f"study-{strip}"

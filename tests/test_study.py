@@ -14,7 +14,7 @@ from tfa_core.experiments.study import choose_learning_rate
 from tfa_core.experiments.study_report import Spread, separated
 
 TINY = dict(tokenizer="character", preset="character", block_size=16, steps=4, batch_size=4,
-            learning_rates=[1e-3, 3e-3], seeds=[1, 2], warmup_steps=1, lengths=[16, 32, 64], eval_tokens=400,
+            learning_rates=[1e-3, 3e-3], seeds=[1, 2], warmup_steps=1, lengths=[16, 32, 64], eval_tokens=200,
             config_overrides=dict(n_layer=1, n_embd=16))
 
 
