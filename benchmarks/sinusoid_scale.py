@@ -83,11 +83,11 @@ def main():
         token_norm, sinusoid_norm = init_norms(model, *scales)
         training = TrainingConfig(max_steps=args.steps, batch_size=32, learning_rate=1e-3,
                                   warmup_steps=min(50, args.steps), eval_interval=args.steps,
-                                  eval_batches=10, seed=args.seed, progress=False)
+                                  eval_tokens=args.eval_tokens, seed=args.seed, progress=False)
         start = time.perf_counter()
         Trainer(model, train, val, training, tokenizer=tokenizer).fit()
         seconds = time.perf_counter() - start
-        ppl = [evaluate_length(model, val, length, max_tokens=args.eval_tokens).perplexity
+        ppl = [evaluate_length(model, val, length, tokens_scored=args.eval_tokens).perplexity
                for length in (128, 512)]
         print(f"{name:<16} {token_norm:>8.3f} {sinusoid_norm:>10.3f} {sinusoid_norm / token_norm:>6.2f} "
               f"{seconds:>8.0f} {ppl[0]:>8.2f} {ppl[1]:>8.2f}", flush=True)

@@ -184,7 +184,7 @@ def test_the_documented_kerple_model_trains_saves_loads_and_shows_its_own_attent
     train = ["--import", str(example), "train", "--model", "FactoredKerple", "--data", str(corpus),
              "--n-layer", "2", "--n-embd", "32", "--block-size", "32", "--batch-size", "8", "--steps", "20",
              "--lr", "3e-3", "--warmup-steps", "2", "--log-interval", "1", "--eval-interval", "20",
-             "--eval-batches", "1", "--dropout", "0", "--no-progress", "--out", str(run)]
+             "--eval-tokens", "256", "--dropout", "0", "--no-progress", "--out", str(run)]
     assert main(train) == 0
     assert position_scheme_of("FactoredKerple") == "kerple"
     losses = [r["loss"] for r in map(json.loads, (run / "history.jsonl").read_text().splitlines())
