@@ -9,7 +9,8 @@ from tfa_core import (GPTConfigALiBi, estimate_model_parameters, get_model, list
 def test_registry_names():
     assert list_available_models() == ["FactoredALiBi", "Factored", "FactoredSinusoidal", "FactoredRotary",
                                        "FactoredNoPE", "Vanilla", "VanillaALiBi", "VanillaSinusoidal",
-                                       "VanillaRotary", "VanillaNoPE", "SASP"]
+                                       "VanillaRotary", "VanillaNoPE", "SASP", "FactoredALiBiMixedValues",
+                                       "FactoredALiBiOneStream"]
 
 
 @pytest.mark.parametrize(
