@@ -11,6 +11,7 @@ import tfa_core.experiments.study as study_module
 from tfa_core.cli import main
 from tfa_core.experiments import inspection
 from tfa_core.experiments.study import choose_learning_rate
+from tfa_core.experiments import study_report
 from tfa_core.experiments.study_report import Spread, separated
 
 TINY = dict(tokenizer="character", preset="character", block_size=16, steps=4, batch_size=4,
@@ -88,6 +89,15 @@ def test_a_study_sweeps_rates_runs_seeds_and_reports_the_spread(tiny_study):
     assert "| FactoredALiBi + V + P |" in report and "xt reads as context" in report
     for picture in ("perplexity.png", "loss_by_position.png"):
         assert (out / picture).stat().st_size > 5000
+    records, chosen_again = study_report.load_study(out)  # what notebooks read back
+    assert chosen_again == pytest.approx(chosen) and len(records) == len({(r["variant"], r["learning_rate"],
+                                                                           r["seed"]) for r in rows})
+    table = study_report.ablation_rows(records, chosen_again, train_length=16)
+    assert [row["variant"] for row in table] == ["FactoredALiBi", *(v.label for v in study_module.ABLATIONS),
+                                                 "VanillaALiBi"]
+    assert table[0]["versus"] is None and table[1]["loss"].n == 2
+    assert table[1]["versus"] == pytest.approx(table[1]["loss"].mean - table[0]["loss"].mean)
+    assert 0 <= table[1]["xt"].mean <= 1 and table[-1]["xt"].mean == table[-1]["xt+xe"].mean  # one stream
 
 
 def test_a_study_started_again_runs_only_what_is_missing(tiny_study, monkeypatch):

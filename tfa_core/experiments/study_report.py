@@ -14,8 +14,8 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["Spread", "spread", "separated", "flat_rows", "summarize", "write_study_outputs", "write_report",
-           "plot_study"]
+__all__ = ["Spread", "spread", "separated", "flat_rows", "summarize", "ablation_rows", "load_study",
+           "write_study_outputs", "write_report", "plot_study"]
 
 
 class Spread:
@@ -201,13 +201,33 @@ def _grid_section(summary: list[dict], train_length: int) -> list[str]:
     return lines + [""]
 
 
+def ablation_rows(records: list[dict], chosen: dict[str, float], train_length: int) -> list[dict]:
+    """The ablation table: ``FactoredALiBi``, each ablation, and ``VanillaALiBi`` for scale. Each row
+    has the chosen ``learning_rate``, the ``loss`` at the training length (a :class:`Spread` over
+    seeds), ``versus`` (its mean minus FactoredALiBi's) and ``separated`` (whether the seeds separate
+    the two), and ``xt`` / ``xt+xe``: how often the logit lens of that stream after the last block names
+    a token of the context (single-stream models have one stream, shown in both)."""
+    summary = summarize(records, chosen)
+    ablations = dict.fromkeys(r["label"] for r in records if r["ablation"])
+    labels = [label for label in ("FactoredALiBi", *ablations, "VanillaALiBi") if label in chosen]
+    reference = _loss_at(summary, "FactoredALiBi", train_length)
+    rows = []
+    for label in labels:
+        loss = _loss_at(summary, label, train_length)
+        reads = [r["reads_as_context"] for r in _reported(records, chosen) if r["label"] == label]
+        compared = label != "FactoredALiBi" and reference is not None and loss is not None
+        rows.append({"variant": label, "learning_rate": chosen[label], "loss": loss,
+                     "versus": loss.mean - reference.mean if compared else None,
+                     "separated": separated(loss, reference) if compared else None,
+                     "xt": spread([read.get("xt", read.get("x", math.nan)) for read in reads]),
+                     "xt+xe": spread([read.get("xt+xe", read.get("x", math.nan)) for read in reads])})
+    return rows
+
+
 def _ablation_section(records: list[dict], chosen: dict[str, float], summary: list[dict],
                       train_length: int) -> list[str]:
-    ablations = list(dict.fromkeys(r["label"] for r in records if r["ablation"]))
-    if not ablations:
+    if not any(r["ablation"] for r in records):
         return []
-    rows = [label for label in ("FactoredALiBi", *ablations, "VanillaALiBi") if label in chosen]
-    reference = _loss_at(summary, "FactoredALiBi", train_length)
     lines = ["## What the factored block's choices cost: ablations", "",
              f"Loss at the training length ({train_length}, non-overlapping windows) and how token-like "
              "the streams stay: the share of positions whose logit lens after the last block names a token "
@@ -215,19 +235,23 @@ def _ablation_section(records: list[dict], chosen: dict[str, float], summary: li
              "'the MLP writes xt' (one stream; `xt + xe` is that stream).", "",
              "| variant | lr | loss | vs FactoredALiBi | xt reads as context | xt + xe reads as context |",
              "|---|---:|---:|---:|---:|---:|"]
-    for label in rows:
-        loss = _loss_at(summary, label, train_length)
-        runs = [r for r in _reported(records, chosen) if r["label"] == label]
-        reads = [r["reads_as_context"] for r in runs]  # single-stream models have only "x"
-        xt = spread([read.get("xt", read.get("x", math.nan)) for read in reads])
-        total = spread([read.get("xt+xe", read.get("x", math.nan)) for read in reads])
-        versus = ""
-        if label != "FactoredALiBi" and reference is not None and loss is not None:
-            versus = (f"{loss.mean - reference.mean:+.3f} "
-                      + ("(separated)" if separated(loss, reference) else "(not separated)"))
-        lines.append(f"| {label} | {chosen[label]:.3g} | {loss} | {versus} | {xt.cell(3)} "
-                     f"| {total.cell(3)} |")
+    for row in ablation_rows(records, chosen, train_length):
+        versus = "" if row["versus"] is None else (
+            f"{row['versus']:+.3f} " + ("(separated)" if row["separated"] else "(not separated)"))
+        lines.append(f"| {row['variant']} | {row['learning_rate']:.3g} | {row['loss']} | {versus} "
+                     f"| {row['xt'].cell(3)} | {row['xt+xe'].cell(3)} |")
     return lines + [""]
+
+
+def load_study(out_dir) -> tuple[list[dict], dict[str, float]]:
+    """The records of every run saved in a study folder and the chosen rate of each variant, as
+    ``run_extrapolation_study`` left them: what notebooks read to show a committed study."""
+    out_dir = Path(out_dir)
+    chosen = json.loads((out_dir / "chosen.json").read_text())["learning_rates"]
+    records = [json.loads(path.read_text()) for path in sorted((out_dir / "runs").glob("*/*.json"))]
+    order = {label: i for i, label in enumerate(chosen)}
+    records.sort(key=lambda r: (order.get(r["label"], len(order)), r["learning_rate"], r["seed"]))
+    return records, chosen
 
 
 def _log_binned(values: list[float], bins: int = 24) -> tuple[list[float], list[float]]:
