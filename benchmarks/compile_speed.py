@@ -1,6 +1,7 @@
 """Training throughput eager against ``torch.compile`` on this machine's CPU (or GPU), both models.
 
     python benchmarks/compile_speed.py [--preset character] [--batch-size 32] [--rounds 9] [--steps 5]
+                                       [--mode default|reduce-overhead|max-autotune]
 
 FactoredALiBi and Vanilla at the preset's size, AdamW, the same random batch. Each of the four runs
 (two models, eager and compiled) first takes two warm-up steps -- for a compiled model that is the
@@ -31,6 +32,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=5, help="training steps per timing round")
     parser.add_argument("--models", default="FactoredALiBi,Vanilla")
+    parser.add_argument("--mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile's mode (max-autotune also tries Inductor's own GEMM kernels)")
     args = parser.parse_args()
     print(describe_machine())
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -39,14 +42,15 @@ def main():
     T = config.block_size
     batch = torch.randint(0, args.vocab_size, (args.batch_size, T), device=device)
     print(f"{args.preset} preset: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide, "
-          f"batch {args.batch_size} x {T}, {args.rounds} rounds of {args.steps} steps, on {device}")
+          f"batch {args.batch_size} x {T}, {args.rounds} rounds of {args.steps} steps, on {device}, "
+          f"torch.compile mode {args.mode!r}")
 
     runs = {}
     for name in args.models.split(","):
         for compiled in (False, True):
             torch.manual_seed(0)
             model = get_model(name, config.copy()).to(device)
-            forward = torch.compile(model) if compiled else model
+            forward = torch.compile(model, mode=args.mode) if compiled else model
             runs[(name, compiled)] = dict(model=model, forward=forward, rates=[],
                                           optimizer=configure_optimizer(model, TrainingConfig()))
 
