@@ -294,7 +294,8 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
     bar.close()
     context = dict(recipe=recipe, steps=settings["steps"], train_length=settings["block_size"],
                    batch_size=settings["batch_size"], eval_tokens=settings["eval_tokens"],
-                   learning_rate_grid=[_rate_name(r) for r in grid], seeds=seeds, device=study.device,
+                   learning_rate_grid=[_rate_name(r) for r in grid], max_extensions=max_extensions,
+                   seeds=seeds, device=study.device,
                    data=data, strip_markdown=strip_markdown,
                    tuning_tokens=len(study.tune), report_tokens=len(study.report))
     _write_json(out_dir / "chosen.json", {"seed": seeds[0], "learning_rates": chosen,

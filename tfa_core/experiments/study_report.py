@@ -130,7 +130,9 @@ def _rates_table(records: list[dict], chosen: dict[str, float], first_seed: int)
             loss = tried.get(rate)
             text = "" if loss is None else ("diverged" if not math.isfinite(loss) else f"{loss:.3f}")
             cells.append(f"**{text}**" if rate == chosen[label] else text)
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {chosen[label]:.3g} |")
+        at_edge = len(tried) > 1 and chosen[label] in (min(tried), max(tried))  # the grid stopped growing
+        choice = f"{chosen[label]:.3g}" + (" (edge)" if at_edge else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {choice} |")
     return lines
 
 
@@ -149,7 +151,9 @@ def write_report(records: list[dict], chosen: dict[str, float], **context) -> st
              "## Learning rate per variant", "",
              f"Loss on the tuning text at the training length ({train_length}), "
              f"seed {seeds[0] if seeds else ''}; "
-             "the lowest wins, and the grid grows past an end when the best rate sits there.", ""]
+             "the lowest wins, and the grid grows past an end when the best rate sits there (at most "
+             f"{context.get('max_extensions', 2)} times; '(edge)' marks a choice still at an end of the "
+             "rates tried).", ""]
     lines += _rates_table(records, chosen, seeds[0] if seeds else records[0]["seed"]) + [""]
     labels = list(dict.fromkeys(r["variant"] for r in summary))
     for mode in ("non_overlapping", "sliding"):
