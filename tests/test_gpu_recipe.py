@@ -49,9 +49,10 @@ def test_the_cuda_recipe_costs_its_training_and_evaluation_flops():
     assert cost["variants"] == len(study_module.STUDY_MODELS) + len(study_module.ABLATIONS)
     assert cost["runs"] == 5 * cost["variants"]
     assert cost["train_flops"] == 5 * sum(flops_per_token(v.model, config) for v in variants) * 4_915_200
-    evaluation = sum(flops_per_token(v.model, config, length) / 3 * 3 * 131_072
+    evaluation = sum(flops_per_token(v.model, config, length) / 3 * 3 * 65_536
                      for v in variants for length in (256, 512, 1024, 2048, 4096))
-    assert cost["eval_flops"] == pytest.approx(5 * evaluation)
+    tuning = sum(flops_per_token(v.model, config, 256) / 3 * 65_536 for v in variants)
+    assert cost["eval_flops"] == pytest.approx(5 * (evaluation + tuning))
     assert cost["flops"] == cost["train_flops"] + cost["eval_flops"]
     one = recipe_cost("cuda", models=["FactoredALiBi"], ablations=False, seeds=[1], learning_rates=[6e-4])
     assert one["runs"] == 1 and one["train_flops"] == flops_per_token("FactoredALiBi", config) * 4_915_200
@@ -81,3 +82,14 @@ def test_the_cuda_recipe_on_a_cpu_asked_for_by_name_runs_with_a_warning(tmp_path
         with pytest.raises(Started):
             study_module.run_extrapolation_study(tmp_path / "study", recipe="cuda", models=["FactoredALiBi"],
                                                  device="cpu")
+
+
+def test_the_cuda_recipe_scores_no_more_tokens_than_each_held_out_half_holds():
+    """The study chooses rates on one half of the held-out text and reports on the other: 150,020
+    GPT-2 tokens make halves of 75,010, so each can score 65,536 targets (131,072 could not)."""
+    cost = recipe_cost("cuda")
+    half = cost["held_out_tokens"] // 2
+    assert (cost["held_out_tokens"], half) == (150_020, 75_010)
+    study_module.check_study_settings(RECIPES["cuda"], half, cost["held_out_tokens"] - half)
+    with pytest.raises(ValueError, match="more than each half of the held-out text holds"):
+        study_module.check_study_settings({**RECIPES["cuda"], "eval_tokens": 131_072}, half, half)

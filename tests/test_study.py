@@ -43,6 +43,14 @@ def test_seeds_separate_only_when_their_ranges_do_not_overlap():
     assert str(a) == "1.100 ± 0.100" and str(Spread([])) == "—"
 
 
+def test_one_seed_has_no_spread_and_separates_nothing():
+    one, other = Spread([2.0]), Spread([2.5])
+    assert math.isnan(one.sd) and str(one) == "2.000" and one.cell(2) == "2.00"
+    assert not separated(one, other) and not separated(one, Spread([1.0, 1.1]))
+    diverged = Spread([2.0, math.inf, None])
+    assert (diverged.n, diverged.missing, diverged.mean) == (1, 2, 2.0)
+
+
 @pytest.fixture
 def tiny_study(tmp_path, monkeypatch):
     text = tmp_path / "text.txt"
@@ -84,8 +92,11 @@ def test_a_study_sweeps_rates_runs_seeds_and_reports_the_spread(tiny_study):
     learned_long = [r for r in summary if r["variant"] == "Vanilla" and r["length"] == "64"]
     assert all(r["seeds"] == "0" and "table ends at 16" in r["note"] for r in learned_long)
     report = (out / "report.md").read_text()
-    assert "## Learning rate per variant" in report and "| standard block |" in report
-    assert " ± " in report and "separated by the seeds" in report
+    assert "## Learning rate per variant" in report and "| standard block |" in report and " ± " in report
+    verdicts = [line for line in report.splitlines() if line.startswith("- ") and " nats (" in line]
+    endings = ("(separated by the seeds)", "(not separated by the seeds)")
+    assert len(verdicts) == 4 and all(line.endswith(endings) for line in verdicts)
+    assert "the next token is already in the context at" in report
     assert "| FactoredALiBi + V + P |" in report and "xt reads as context" in report
     for picture in ("perplexity.png", "loss_by_position.png"):
         assert (out / picture).stat().st_size > 5000
@@ -162,3 +173,54 @@ def test_reads_as_context_counts_first_choices_found_in_the_context(monkeypatch)
     assert inspection.reads_as_context(model, ids) == pytest.approx(0.5)  # positions 0 and 1
     with pytest.raises(ValueError, match="no stream 'x'"):
         inspection.reads_as_context(model, ids, "x")
+
+
+def test_one_seed_gives_no_verdict(tiny_study):
+    run, out = tiny_study
+    run(seeds=[1], learning_rates=[1e-3], ablations=False)
+    report = (out / "report.md").read_text()
+    assert "(one seed: no verdict)" in report and "separated by the seeds" not in report
+    assert " ± " not in report.split("## Perplexity")[1]  # one value a cell: no spread printed
+
+
+def test_settings_the_evaluation_cannot_honour_are_refused_before_training(tiny_study, monkeypatch):
+    run, _ = tiny_study
+    monkeypatch.setattr(study_module.Trainer, "fit", lambda self: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=r"must include the training length 16"):
+        run(lengths=[32, 64])
+    with pytest.raises(ValueError, match=r"eval_tokens 5,000 is more than each half of the held-out text"):
+        run(eval_tokens=5000)
+    with pytest.raises(ValueError, match=r"less than one window of the longest length 64"):
+        run(eval_tokens=40)
+
+
+def test_a_narrower_study_keeps_what_a_wider_one_chose(tiny_study):
+    run, out = tiny_study
+    run(models=["FactoredALiBi", "Vanilla"], ablations=False, seeds=[1], learning_rates=[1e-3])
+    run(models=["FactoredALiBi"], ablations=False, seeds=[1], learning_rates=[1e-3])
+    records, chosen = study_report.load_study(out)
+    assert set(chosen) == {"FactoredALiBi", "Vanilla"} and {r["label"] for r in records} == set(chosen)
+    assert study_module.chosen_checkpoint(out, "Vanilla").exists()
+
+
+def test_rates_that_share_a_file_name_are_refused(tiny_study):
+    run, _ = tiny_study
+    run(models=["FactoredALiBi"], ablations=False, seeds=[1], learning_rates=[0.00123])
+    with pytest.raises(ValueError, match="share a file"):
+        run(models=["FactoredALiBi"], ablations=False, seeds=[1], learning_rates=[0.0012345])
+
+
+def test_a_diverged_seed_is_left_out_of_the_means_and_named(tiny_study, monkeypatch):
+    run, out = tiny_study
+    original = study_module.Trainer.fit
+
+    def fit(self, *args, **kwargs):
+        if self.config.seed == 2:
+            raise study_module.TrainingDiverged("loss became nan")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(study_module.Trainer, "fit", fit)
+    run(models=["FactoredALiBi"], ablations=False, learning_rates=[1e-3])
+    summary = list(csv.DictReader(open(out / "summary.csv")))
+    assert {(r["runs"], r["diverged"], r["seeds"]) for r in summary} == {("2", "1", "1")}
+    assert "- FactoredALiBi at rate 0.001, seed 2" in (out / "report.md").read_text()

@@ -746,14 +746,15 @@ def command_info(args) -> int:
 def command_extrapolate(args) -> int:
     from tfa_core.experiments.study import run_extrapolation_study
 
-    records = run_extrapolation_study(
+    rows = run_extrapolation_study(
         args.out, recipe=args.recipe, models=args.models.split(",") if args.models else None,
         ablations=not args.no_ablations, seeds=args.seeds, learning_rates=args.lrs, steps=args.steps,
-        lengths=args.lengths, data=args.data, strip_markdown=args.strip_markdown, device=args.device,
-        progress=not args.no_progress)
+        lengths=args.lengths, eval_tokens=args.eval_tokens, data=args.data,
+        strip_markdown=args.strip_markdown, device=args.device, progress=not args.no_progress)
     print((Path(args.out) / "report.md").read_text())
-    print(f"{len(records)} runs in {Path(args.out) / 'runs'}; wrote report.md, results.csv, summary.csv, "
-          "sweep.csv, perplexity.png and loss_by_position.png")
+    runs = {(row["variant"], row["learning_rate"], row["seed"]) for row in rows}
+    print(f"{len(runs)} runs in {Path(args.out) / 'runs'}; wrote report.md, results.csv, summary.csv, "
+          "sweep.csv, chosen.json, perplexity.png and loss_by_position.png")
     return 0
 
 
@@ -827,6 +828,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--lrs", "--learning-rates", type=rate_list,
                        help="comma-separated learning-rate grid (default: the recipe's; one rate: no sweep)")
     study.add_argument("--no-ablations", action="store_true", help="leave out the factored block's ablations")
+    study.add_argument("--eval-tokens", type=whole_number(2),
+                       help="targets scored at every length (default: the recipe's); each half of the "
+                       "held-out text must hold them")
     study.add_argument("--data", default="shakespeare",
                        help="'shakespeare' (default), a text file of any suffix, or a folder")
     _add_markdown_flags(study)

@@ -7,8 +7,8 @@ choices undone, ``ablations.py``):
 1. **A learning rate per variant.** Train once (the first seed) at every rate of the recipe's grid and
    score each run on the *tuning* half of the held-out text, at the training length. The lowest loss
    wins; when it sits at an end of the grid, the grid grows past that end (x2 or /2, at most
-   ``max_extensions`` times), so no variant is stuck at the edge of a range chosen for another. The
-   same rule for every variant.
+   ``max_extensions`` times), so that a range chosen with one variant in mind does not hold another
+   back; the report marks a choice still at an end of the rates tried. The same rule for every variant.
 2. **Several seeds** at the chosen rate (the run of step 1 is the first of them): every run is scored
    on the *report* half of the held-out text -- text the choice of rate never saw -- at 1x to 16x the
    training length, with non-overlapping and with sliding windows.
@@ -21,7 +21,8 @@ span sessions. The first seed's models are kept as checkpoints, ``models/<varian
 tables (mean ± standard deviation over seeds), a report and plots.
 
     tfa extrapolate --recipe cpu --out runs/study        # every variant, 3 rates, 3 seeds: hours on a CPU
-    tfa extrapolate --recipe cpu --out runs/quick --models FactoredALiBi,Vanilla --seeds 1 --lrs 1e-3
+    tfa extrapolate --recipe cpu --out runs/quick --models FactoredALiBi,Vanilla --seeds 1 --lrs 1e-3 \
+        --no-ablations                                   # two runs: one rate, one seed, no ablations
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from tfa_core.data.tokenizers import create_tokenizer
 from tfa_core.experiments.evaluation import evaluate_length
 from tfa_core.experiments.inspection import reads_as_context
 from tfa_core.model.config import load_alibi_config_preset
+from tfa_core.model.factored import FactoredTransformer
 from tfa_core.model.registry import get_model, position_scheme_of
 from tfa_core.training.distributed import pick_device
 from tfa_core.training.resources import flops_per_token, matmul_flops_per_second
@@ -69,7 +72,8 @@ RECIPES = {
     # with a bias (256 tokens: small); evaluation has no dropout and takes FlexAttention.
     "cuda": dict(tokenizer="gpt2", preset="small", block_size=256, steps=600, batch_size=32,
                  learning_rates=[3e-4, 6e-4, 1.2e-3], seeds=[1337, 1338, 1339], warmup_steps=60,
-                 dropout=0.1, weight_decay=0.1, lengths=[256, 512, 1024, 2048, 4096], eval_tokens=131072),
+                 dropout=0.1, weight_decay=0.1, lengths=[256, 512, 1024, 2048, 4096],
+                 eval_tokens=65536),  # each half of the 150,020 held-out GPT-2 tokens holds 75,010
 }
 
 DEFAULT_WEIGHT_DECAY = TRAINING_DEFAULTS["weight_decay"]
@@ -153,7 +157,17 @@ class _Study:
         text, self.tokenizer, self.train, held_out = _study_data(settings, data, strip_markdown)
         half = len(held_out) // 2
         self.tune, self.report = held_out[:half], held_out[half:]  # choose rates on one, report the other
+        check_study_settings(settings, len(self.tune), len(self.report))
         self.fingerprint = _fingerprint(settings, text)
+        windows = self.report[: self.windows * settings["block_size"] + 1]
+        self.next_in_context = _next_in_context(windows[:-1].view(self.windows, -1),
+                                                windows[1:].view(self.windows, -1))
+
+    @property
+    def windows(self) -> int:
+        """How many windows of the training length ``reads_as_context`` reads (8, or fewer when the
+        report text is short)."""
+        return min(8, (len(self.report) - 1) // self.settings["block_size"])
 
     def path(self, variant: Variant, rate: float, seed: int) -> Path:
         return self.out_dir / "runs" / variant.slug / f"lr{_rate_name(rate)}-seed{seed}.json"
@@ -167,6 +181,10 @@ class _Study:
         if not path.exists():
             return None
         record = json.loads(path.read_text())
+        if (record.get("learning_rate"), record.get("seed")) != (rate, seed):
+            raise ValueError(f"{path} holds the run at rate {record.get('learning_rate')} and seed "
+                             f"{record.get('seed')}, not {rate} and {seed}: rates that round to the same "
+                             "3 significant digits share a file; give rates that differ in those digits")
         if record.get("fingerprint") != self.fingerprint:
             raise ValueError(f"{path} was made with other settings or data than this study "
                              f"({record.get('fingerprint')} vs {self.fingerprint}); use another --out, "
@@ -187,6 +205,8 @@ class _Study:
         config.update_from_tokenizer(self.tokenizer)
         torch.manual_seed(seed)
         model = get_model(variant.model, config)
+        if keep_model and self.model_dir(variant, rate, seed).exists():
+            shutil.rmtree(self.model_dir(variant, rate, seed))  # a run stopped before its record: start clean
         training = TrainingConfig(max_steps=s["steps"], batch_size=s["batch_size"], learning_rate=rate,
                                   warmup_steps=min(s["warmup_steps"], s["steps"]), eval_interval=s["steps"],
                                   weight_decay=s.get("weight_decay", DEFAULT_WEIGHT_DECAY),
@@ -200,7 +220,7 @@ class _Study:
             history, diverged = [], True
         record = {"label": variant.label, "model": variant.model, "overrides": variant.overrides,
                   "ablation": variant.ablation, "positions": position_scheme_of(variant.model),
-                  "architecture": "factored" if variant.model.startswith("Factored") else "standard",
+                  "architecture": "factored" if isinstance(model, FactoredTransformer) else "standard",
                   "learning_rate": rate, "seed": seed, "diverged": diverged,
                   "train_seconds": round(time.perf_counter() - started, 1),
                   "final_train_loss": next((r["loss"] for r in reversed(history) if r.get("kind") == "train"),
@@ -223,8 +243,8 @@ class _Study:
                 evaluations.append({"length": length, "mode": mode, "loss": result.loss,
                                     "tokens_scored": result.tokens_scored, "note": result.note,
                                     "loss_by_position": result.loss_by_position})
-        windows = self.report[: 8 * s["block_size"]].view(8, s["block_size"]).to(device)
-        streams = ("xt", "xt+xe") if model.__class__.__name__.startswith("Factored") else ("x",)
+        windows = self.report[: self.windows * s["block_size"]].view(self.windows, -1).to(device)
+        streams = ("xt", "xt+xe") if isinstance(model, FactoredTransformer) else ("x",)
         return {"tune_loss": tune.loss, "evaluations": evaluations,
                 "reads_as_context": {name: reads_as_context(model, windows, name) for name in streams}}
 
@@ -295,12 +315,48 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
     context = dict(recipe=recipe, steps=settings["steps"], train_length=settings["block_size"],
                    batch_size=settings["batch_size"], eval_tokens=settings["eval_tokens"],
                    learning_rate_grid=[_rate_name(r) for r in grid], max_extensions=max_extensions,
-                   seeds=seeds, device=study.device,
+                   seeds=seeds, device=study.device, next_token_in_context=round(study.next_in_context, 3),
                    data=data, strip_markdown=strip_markdown,
                    tuning_tokens=len(study.tune), report_tokens=len(study.report))
-    _write_json(out_dir / "chosen.json", {"seed": seeds[0], "learning_rates": chosen,
-                                          "models": {v.label: v.slug for v in variants}})
+    _save_choices(out_dir, seeds[0], chosen, variants)
     return write_study_outputs(out_dir, records, chosen, context)
+
+
+def _save_choices(out_dir: Path, first_seed: int, chosen: dict[str, float], variants) -> None:
+    """``chosen.json``: each variant's chosen rate and folder. A study run again for fewer variants
+    adds to what an earlier run chose rather than forgetting it."""
+    path = out_dir / "chosen.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("seed", first_seed) != first_seed:
+        saved = {}  # another first seed: other runs, other choices
+    _write_json(path, {"seed": first_seed,
+                       "learning_rates": {**saved.get("learning_rates", {}), **chosen},
+                       "models": {**saved.get("models", {}), **{v.label: v.slug for v in variants}}})
+
+
+def check_study_settings(settings: dict, tune_tokens: int, report_tokens: int) -> None:
+    """Refuse, before any training, settings the evaluation could not honour: the lengths must
+    include the training length (the tables compare at it), and each half of the held-out text must
+    hold ``eval_tokens`` targets, at least one window of the longest length."""
+    lengths, budget = settings["lengths"], settings["eval_tokens"]
+    if settings["block_size"] not in lengths:
+        raise ValueError(f"lengths {lengths} must include the training length {settings['block_size']} "
+                         "(the study's tables compare the variants there); add it to --lengths")
+    if budget < max(lengths):
+        raise ValueError(f"eval_tokens {budget:,} is less than one window of the longest length "
+                         f"{max(lengths):,}; raise --eval-tokens or lower --lengths")
+    if budget > min(tune_tokens, report_tokens) - 1:
+        raise ValueError(f"eval_tokens {budget:,} is more than each half of the held-out text holds "
+                         f"({min(tune_tokens, report_tokens) - 1:,} targets); lower --eval-tokens or use "
+                         "more text")
+
+
+def _next_in_context(inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The share of positions whose next token already appears in the context (the current token or
+    an earlier one): what ``reads_as_context`` would give for a stream that predicted the next token
+    perfectly. It is the base rate to read that measure against."""
+    seen = (targets[:, :, None] == inputs[:, None, :]).tril()  # (B, T target, T context): context j <= t
+    return seen.any(-1).float().mean().item()
 
 
 def chosen_checkpoint(out_dir, variant: str) -> Path:
@@ -337,8 +393,9 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
     - ``train_flops``: :func:`~tfa_core.training.resources.flops_per_token` times ``tokens``, summed
       over the runs;
     - ``eval_flops``: each run's evaluation forward passes: at each length, about ``eval_tokens``
-      tokens in non-overlapping windows and twice that in sliding ones (models that stop at their
-      training length are counted too: an upper bound);
+      tokens in non-overlapping windows and twice that in sliding ones, plus ``eval_tokens`` at the
+      training length on the tuning text (models that stop at their training length are counted too:
+      an upper bound);
     - ``flops``: the sum.
     """
     if recipe not in RECIPES:
@@ -347,7 +404,7 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
     variants = study_variants(models, ablations)
     per_variant = len(learning_rates or settings["learning_rates"]) + len(seeds or settings["seeds"]) - 1
     steps = steps or settings["steps"]
-    _, tokenizer, train, _ = _study_data(settings, data, markdown_stripped_by_default(data))
+    _, tokenizer, train, held_out = _study_data(settings, data, markdown_stripped_by_default(data))
     config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
                                       max_position_embeddings=max(settings["lengths"]),
                                       dropout=settings.get("dropout", 0.0))
@@ -357,9 +414,12 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
     evaluated = 3 * settings["eval_tokens"]  # each length: non-overlapping once, sliding windows twice
     eval_flops = per_variant * sum(flops_per_token(v.model, config, length) / 3 * evaluated  # forward: 1/3
                                    for v in variants for length in settings["lengths"])
+    eval_flops += per_variant * sum(flops_per_token(v.model, config, settings["block_size"]) / 3  # tuning
+                                    * settings["eval_tokens"] for v in variants)
     return dict(recipe=recipe, variants=len(variants), runs=per_variant * len(variants), steps=steps,
-                tokens=tokens, train_tokens=len(train), passes=tokens / len(train), train_flops=train_flops,
-                eval_flops=eval_flops, flops=train_flops + eval_flops)
+                tokens=tokens, train_tokens=len(train), held_out_tokens=len(held_out),
+                passes=tokens / len(train), train_flops=train_flops, eval_flops=eval_flops,
+                flops=train_flops + eval_flops)
 
 
 def _refuse_cuda_recipe_without_cuda(asked_device: str, device: str, models, ablations, seeds, grid, steps,

@@ -19,34 +19,37 @@ __all__ = ["Spread", "spread", "separated", "flat_rows", "summarize", "ablation_
 
 
 class Spread:
-    """Mean, sample standard deviation, range and count of a few numbers (one per seed)."""
+    """Mean, sample standard deviation, range and count of a few numbers (one per seed); values
+    that are not finite (a diverged run, a length a model cannot run) are left out and counted in
+    ``missing``. With one value there is no standard deviation (NaN) and none is printed."""
 
     def __init__(self, values):
-        self.values = [v for v in values if math.isfinite(v)]
+        values = list(values)
+        self.values = [v for v in values if v is not None and math.isfinite(v)]
+        self.missing = len(values) - len(self.values)
         self.n = len(self.values)
         self.mean = statistics.fmean(self.values) if self.values else math.nan
-        self.sd = statistics.stdev(self.values) if self.n > 1 else 0.0
+        self.sd = statistics.stdev(self.values) if self.n > 1 else math.nan
         self.low = min(self.values) if self.values else math.nan
         self.high = max(self.values) if self.values else math.nan
 
     def __str__(self) -> str:
-        if not self.n:
-            return "—"
-        return f"{self.mean:.3f} ± {self.sd:.3f}" if self.n > 1 else f"{self.mean:.3f}"
+        return self.cell(3)
 
     def cell(self, digits: int = 2) -> str:
+        """``mean ± sd`` with ``digits`` decimals; the mean alone for one value; ``—`` for none."""
         if not self.n:
             return "—"
         return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
 
 
-def spread(values) -> Spread:
-    return Spread(values)
+spread = Spread  # the name the tables read best with: spread(losses)
 
 
 def separated(a: Spread, b: Spread) -> bool:
-    """True when the seeds separate ``a`` from ``b``: the ranges of their values do not overlap."""
-    return bool(a.n and b.n) and (a.high < b.low or b.high < a.low)
+    """True when the seeds separate ``a`` from ``b``: at least two seeds each, and the ranges of
+    their values do not overlap. One seed each can never separate anything."""
+    return min(a.n, b.n) >= 2 and (a.high < b.low or b.high < a.low)
 
 
 def _reported(records: list[dict], chosen: dict[str, float]) -> list[dict]:
@@ -56,22 +59,24 @@ def _reported(records: list[dict], chosen: dict[str, float]) -> list[dict]:
 
 def summarize(records: list[dict], chosen: dict[str, float]) -> list[dict]:
     """One row per variant, length and mode: loss and perplexity, mean ± sd over the seeds at the
-    chosen rate (a length a model cannot run has no values)."""
+    chosen rate. ``runs`` counts those seeds' runs, ``diverged`` the ones that diverged (they have no
+    evaluation), ``seeds`` the values averaged (none where a model cannot run the length)."""
     rows = []
-    labels = list(dict.fromkeys(r["label"] for r in records))
-    for label in labels:
-        runs = [r for r in _reported(records, chosen) if r["label"] == label]
+    reported = _reported(records, chosen)
+    for label in dict.fromkeys(r["label"] for r in reported):
+        runs = [r for r in reported if r["label"] == label]
         first = runs[0]
-        for evaluation in first["evaluations"]:
-            length, mode = evaluation["length"], evaluation["mode"]
+        cells = {(e["length"], e["mode"]): e for r in runs for e in r["evaluations"]}  # any run's note
+        for (length, mode), evaluation in sorted(cells.items(), key=lambda item: (item[0][0], item[0][1])):
             losses = [e["loss"] for r in runs for e in r["evaluations"]
                       if e["length"] == length and e["mode"] == mode]
             loss = spread(losses)
             perplexity = spread([math.exp(v) for v in losses if math.isfinite(v)])
             rows.append({"variant": label, "model": first["model"], "positions": first["positions"],
                          "architecture": first["architecture"], "ablation": first["ablation"],
-                         "learning_rate": chosen[label], "length": length, "mode": mode, "seeds": loss.n,
-                         "loss_mean": loss.mean, "loss_sd": loss.sd,
+                         "learning_rate": chosen[label], "length": length, "mode": mode,
+                         "runs": len(runs), "diverged": sum(bool(r["diverged"]) for r in runs),
+                         "seeds": loss.n, "loss_mean": loss.mean, "loss_sd": loss.sd,
                          "loss_min": loss.low, "loss_max": loss.high,
                          "perplexity_mean": perplexity.mean, "perplexity_sd": perplexity.sd,
                          "tokens_scored": evaluation["tokens_scored"], "note": evaluation["note"],
@@ -165,16 +170,26 @@ def write_report(records: list[dict], chosen: dict[str, float], **context) -> st
             cells = {r["length"]: r for r in summary if r["variant"] == label and r["mode"] == mode}
             first = next(iter(cells.values()))
             lines.append(f"| {label} | {first['positions']} | {first['learning_rate']:.3g} | " + " | ".join(
-                "—" if not cells[n]["seeds"]
-                else f"{cells[n]['perplexity_mean']:.2f} ± {cells[n]['perplexity_sd']:.2f}"
+                spread([math.exp(v) for v in cells[n]["losses"]]).cell(2) if n in cells else "—"
                 for n in lengths) + " |")
         lines.append("")
     lines += _grid_section(summary, train_length)
-    lines += _ablation_section(records, chosen, summary, train_length)
+    lines += _ablation_section(records, chosen, train_length, context.get("next_token_in_context", math.nan))
     notes = sorted({f"{r['variant']}: {r['note']}" for r in summary if r["note"]})
     if notes:
         lines += ["Lengths a model cannot run are shown as —:", ""] + [f"- {n}" for n in notes] + [""]
+    diverged = [f"{r['label']} at rate {r['learning_rate']:.3g}, seed {r['seed']}"
+                for r in records if r["diverged"]]
+    if diverged:
+        lines += ["Runs that diverged (no evaluation; left out of the means, counted in `summary.csv`):", ""]
+        lines += [f"- {run}" for run in diverged] + [""]
     return "\n".join(lines)
+
+
+def _verdict(a: Spread, b: Spread) -> str:
+    if min(a.n, b.n) < 2:
+        return "one seed: no verdict"
+    return "separated by the seeds" if separated(a, b) else "not separated by the seeds"
 
 
 def _loss_at(summary: list[dict], label: str, length: int) -> Spread | None:
@@ -193,15 +208,13 @@ def _grid_section(summary: list[dict], train_length: int) -> list[str]:
              "| | learned positions | ALiBi |", "|---|---:|---:|",
              f"| standard block | {cells['standard', 'learned']} | {cells['standard', 'alibi']} |",
              f"| factored block | {cells['factored', 'learned']} | {cells['factored', 'alibi']} |", ""]
-    for a, b in (("standard", "factored"),):
-        for positions in ("learned", "alibi"):
-            x, y = cells[a, positions], cells[b, positions]
-            lines.append(f"- {positions}: factored − standard = {y.mean - x.mean:+.3f} nats "
-                         f"({'separated by the seeds' if separated(x, y) else 'not separated by the seeds'})")
+    for positions in ("learned", "alibi"):
+        x, y = cells["standard", positions], cells["factored", positions]
+        lines.append(f"- {positions}: factored − standard = {y.mean - x.mean:+.3f} nats ({_verdict(x, y)})")
     for architecture in ("standard", "factored"):
         x, y = cells[architecture, "learned"], cells[architecture, "alibi"]
         lines.append(f"- {architecture} block: ALiBi − learned = {y.mean - x.mean:+.3f} nats "
-                     f"({'separated by the seeds' if separated(x, y) else 'not separated by the seeds'})")
+                     f"({_verdict(x, y)})")
     return lines + [""]
 
 
@@ -228,21 +241,25 @@ def ablation_rows(records: list[dict], chosen: dict[str, float], train_length: i
     return rows
 
 
-def _ablation_section(records: list[dict], chosen: dict[str, float], summary: list[dict],
-                      train_length: int) -> list[str]:
+def _ablation_section(records: list[dict], chosen: dict[str, float], train_length: int,
+                      next_in_context: float) -> list[str]:
     if not any(r["ablation"] for r in records):
         return []
     lines = ["## What the factored block's choices cost: ablations", "",
              f"Loss at the training length ({train_length}, non-overlapping windows) and how token-like "
              "the streams stay: the share of positions whose logit lens after the last block names a token "
              "of the context (notebooks 02 and 08). 'values from xt + xe' computes the same function as "
-             "'the MLP writes xt' (one stream; `xt + xe` is that stream).", "",
+             "'the MLP writes xt' (one stream; `xt + xe` is that stream). Read it against the base rate: "
+             f"the next token is already in the context at {next_in_context:.1%} of these positions, so a "
+             "stream that predicts the next token perfectly would read as context that often.", "",
              "| variant | lr | loss | vs FactoredALiBi | xt reads as context | xt + xe reads as context |",
              "|---|---:|---:|---:|---:|---:|"]
-    for row in ablation_rows(records, chosen, train_length):
+    rows = ablation_rows(records, chosen, train_length)
+    reference = rows[0]["loss"] if rows and rows[0]["variant"] == "FactoredALiBi" else None
+    for row in rows:
         versus = "" if row["versus"] is None else (
-            f"{row['versus']:+.3f} " + ("(separated)" if row["separated"] else "(not separated)"))
-        lines.append(f"| {row['variant']} | {row['learning_rate']:.3g} | {row['loss']} | {versus} "
+            f"{row['versus']:+.3f} ({_verdict(row['loss'], reference)})")
+        lines.append(f"| {row['variant']} | {row['learning_rate']:.3g} | {row['loss'] or '—'} | {versus} "
                      f"| {row['xt'].cell(3)} | {row['xt+xe'].cell(3)} |")
     return lines + [""]
 
@@ -253,6 +270,7 @@ def load_study(out_dir) -> tuple[list[dict], dict[str, float]]:
     out_dir = Path(out_dir)
     chosen = json.loads((out_dir / "chosen.json").read_text())["learning_rates"]
     records = [json.loads(path.read_text()) for path in sorted((out_dir / "runs").glob("*/*.json"))]
+    records = [r for r in records if r["label"] in chosen]  # a variant never finished has no choice yet
     order = {label: i for i, label in enumerate(chosen)}
     records.sort(key=lambda r: (order.get(r["label"], len(order)), r["learning_rate"], r["seed"]))
     return records, chosen
@@ -285,8 +303,8 @@ def plot_study(records: list[dict], chosen: dict[str, float], out_dir, train_len
     for i, mode in enumerate(("non_overlapping", "sliding")):
         ax = fig.add_subplot(1, 2, i + 1)
         for label in labels:
-            points = [(r["length"], r["perplexity_mean"], r["perplexity_sd"]) for r in summary
-                      if r["variant"] == label and r["mode"] == mode and r["seeds"]]
+            points = [(r["length"], r["perplexity_mean"], r["perplexity_sd"] if r["seeds"] > 1 else 0.0)
+                      for r in summary if r["variant"] == label and r["mode"] == mode and r["seeds"]]
             if points:
                 xs, ys, errors = zip(*points)
                 style = "-" if label.startswith("Factored") else "--"
