@@ -3,9 +3,12 @@
     python benchmarks/extrapolation_study.py --recipe cpu --out runs/study
     python benchmarks/extrapolation_study.py --recipe cuda --out runs/study-gpu   # on a GPU
 
-Trains every position scheme with one seed, data, step count and training length, evaluates each
-at 1x to 16x the training length, and writes results.csv, report.md, perplexity.png and
-loss_by_position.png into --out.
+Trains every variant (each position scheme on both blocks, and the factored block's ablations) at a
+learning rate chosen per variant on held-out tuning text, with three seeds, evaluates every run at 1x
+to 16x the training length on the other half of the held-out text, and writes report.md,
+results.csv, summary.csv, sweep.csv, chosen.json, perplexity.png and loss_by_position.png into
+--out. Started again with the same --out, it runs only what is missing. Every flag of
+``tfa extrapolate`` works here (--seeds, --lrs, --models, --no-ablations, --eval-tokens, ...).
 """
 
 import sys
