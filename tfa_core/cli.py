@@ -21,6 +21,7 @@ import importlib.util
 import math
 import os
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -46,28 +47,45 @@ class OneLineParser(argparse.ArgumentParser):
 
 def import_models(module: str):
     """Import ``module``, which registers models with ``tfa_core.register_model``: a path to a ``.py``
-    file (imported under its file name, once however often it is named) or a module name on the
-    Python path (``mypackage.models``). Returns the module."""
+    file or a module name on the Python path (``mypackage.models``). Returns the module.
+
+    A file is imported under a name of its own, ``tfa_user_models.<file name>`` (once however often it
+    is named), so that a file named like a module of the standard library or of an installed package
+    (``statistics.py``) never takes that module's place."""
     path = Path(module)
     if module.endswith(".py") or path.is_file():
         if not path.is_file():
             raise CommandError(f"--import {module}: no such file")
-        loaded = sys.modules.get(path.stem)
-        if loaded is not None:
-            if Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
-                return loaded
-            raise CommandError(f"--import {module}: the name {path.stem!r} is already taken by the module "
-                               f"{getattr(loaded, '__file__', None) or loaded!r}; rename your file")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = loaded
-        try:
-            spec.loader.exec_module(loaded)
-        except BaseException:
-            del sys.modules[path.stem]
-            raise
-        return loaded
+        return _import_file(path)
     return importlib.import_module(module)
+
+
+USER_MODULES = "tfa_user_models"
+"""The package that the ``.py`` files of ``--import`` are imported into."""
+
+
+def _import_file(path: Path):
+    """Import the file ``path`` as ``tfa_user_models.<stem>`` (``<stem>_2``, ... for another file of the
+    same name), or return it if it was imported already."""
+    if USER_MODULES not in sys.modules:
+        package = types.ModuleType(USER_MODULES, "The .py files that tfa --import imported.")
+        package.__path__ = []  # a package, so that tfa_user_models.<stem> is an importable name
+        sys.modules[USER_MODULES] = package
+    name, n = f"{USER_MODULES}.{path.stem}", 1
+    while name in sys.modules:
+        if Path(sys.modules[name].__file__).resolve() == path.resolve():
+            return sys.modules[name]
+        n += 1
+        name = f"{USER_MODULES}.{path.stem}_{n}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded  # before it runs, as an import does: dataclasses and pickle look it up
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return loaded
 
 
 def _modules_to_import(argv: list[str]) -> list[str]:
