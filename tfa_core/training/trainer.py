@@ -237,7 +237,10 @@ class Trainer:
 
     ``callbacks`` are called with each history record (a dict with ``kind`` ``"train"`` or
     ``"eval"``), for instance to redraw a loss plot in a notebook or to write a ``CSVLogger`` file.
-    Under DDP they run on rank 0 only, and a record's ``loss`` is the mean over every process.
+    Under DDP they run on rank 0 only, and a record's ``loss`` is the mean over every process. A
+    callback with an ``on_start(step)`` method has it called once, as the Trainer is made, with the step
+    training starts from (0, or the step it resumes from): so a ``CSVLogger`` knows whether to continue
+    its file (a resumed run) or refuse one that holds rows (a fresh run).
 
     ``resume=True`` continues the run in ``config.out_dir`` exactly where its newest intact checkpoint
     stopped (``resume`` may also be a :class:`Checkpoint` already loaded, or its path). A folder that
@@ -310,6 +313,10 @@ class Trainer:
         self.optimizer = configure_optimizer(self.model, self.config)
         if resume is not False:
             self._resume(resume)
+        if self.dist.is_main:  # where this run starts, for callbacks that keep a file of their own
+            for callback in self.callbacks:
+                if hasattr(callback, "on_start"):
+                    callback.on_start(self.step)
         self.forward = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
