@@ -652,7 +652,6 @@ def _evaluation_tokens(saved, args) -> torch.Tensor:
 def command_evaluate(args) -> int:
     from tfa_core.training.distributed import pick_device
     from tfa_core.training.resources import inference_bytes, require_memory
-    from tfa_core.training.trainer import TRAINING_DEFAULTS
 
     saved = _load_run(args.run, args.device)
     lengths = args.lengths or [saved.config.block_size]
@@ -663,8 +662,7 @@ def command_evaluate(args) -> int:
                        pick_device(args.device), f"evaluating batch {args.batch_size} x {length}",
                        "lower --batch-size")
     val = _evaluation_tokens(saved, args)
-    budget = _evaluation_budget(args.tokens, saved.extra.get("training"), TRAINING_DEFAULTS["eval_tokens"],
-                                val)
+    budget = _evaluation_budget(args.tokens, saved.extra.get("training"), val)
     what = "the text of --data" if args.data else "the validation split"
     print(f"scoring the same {budget:,} tokens at every length: the first of {what} ({len(val):,} tokens)")
     print(f"{'length':>8}  {'mode':<16} {'loss':>8} {'perplexity':>11} {'tokens scored':>14}")
@@ -686,13 +684,14 @@ def _describe_data(spec: dict | None) -> str:
     digest = f"SHA-256 {spec['sha256']}" if spec.get("sha256") else "no SHA-256 recorded"
     return f"{spec['source']} ({markdown}, validation fraction {spec['val_fraction']:g}, {digest})"
 
-def _evaluation_budget(tokens: int | None, training: dict | None, default: int, val) -> int:
+def _evaluation_budget(tokens: int | None, training: dict | None, val) -> int:
     """The targets ``tfa evaluate`` scores: ``--tokens``, else the run's ``eval_tokens`` (so that at the
     block size it reproduces the run's validation loss), capped by the text when that is shorter."""
+    from tfa_core.experiments.evaluation import evaluation_budget
+
     if tokens is None:
         saved = training.get("eval_tokens") if isinstance(training, dict) else None
-        tokens = saved if isinstance(saved, int) and saved >= 2 else default
-        return min(tokens, len(val) - 1)
+        return evaluation_budget(saved if isinstance(saved, int) and saved >= 2 else None, len(val))
     if tokens > len(val) - 1:
         raise CommandError(f"--tokens {tokens:,} is more than the {len(val) - 1:,} the text holds; "
                            "lower --tokens")
@@ -701,18 +700,17 @@ def _evaluation_budget(tokens: int | None, training: dict | None, default: int, 
 
 def _evaluation_row(model, val, length: int, mode: str, budget: int, batch_size: int) -> dict:
     """One row of ``tfa evaluate``'s table; a length that cannot run has no loss and a note why."""
-    from tfa_core.experiments.evaluation import evaluate_length
+    from tfa_core.experiments.evaluation import evaluate_length, window_stride
 
-    row = {"length": length, "mode": mode, "stride": length if mode == "non_overlapping" else length // 2,
-           "loss": None, "perplexity": None, "tokens_scored": 0, "note": ""}
-    if length > model.max_sequence_length:
-        row["note"] = f"past the model's limit of {model.max_sequence_length}"
-    elif length > budget:
-        row["note"] = f"longer than the {budget:,} tokens scored; raise --tokens"
-    else:
-        result = evaluate_length(model, val, length, mode, batch_size=batch_size, tokens_scored=budget)
-        row.update(loss=result.loss, perplexity=result.perplexity, tokens_scored=result.tokens_scored)
-    return row
+    if model.max_sequence_length >= length > budget:
+        return {"length": length, "mode": mode, "stride": window_stride(length, mode), "loss": None,
+                "perplexity": None, "tokens_scored": 0,
+                "note": f"longer than the {budget:,} tokens scored; raise --tokens"}
+    result = evaluate_length(model, val, length, mode, batch_size=batch_size, tokens_scored=budget)
+    ran = not result.note  # a note: past the model's limit, so no loss
+    return {"length": length, "mode": mode, "stride": result.stride, "loss": result.loss if ran else None,
+            "perplexity": result.perplexity if ran else None, "tokens_scored": result.tokens_scored,
+            "note": result.note}
 
 
 def _evaluation_line(row: dict) -> str:

@@ -44,7 +44,7 @@ from tfa_core.training.checkpoint import (
 from tfa_core.data.corpus import random_batch
 from tfa_core.model.checks import require_finite, require_int
 from tfa_core.training.distributed import DistributedInfo, pick_device
-from tfa_core.experiments.evaluation import DEFAULT_TOKENS_SCORED, evaluate_length
+from tfa_core.experiments.evaluation import DEFAULT_TOKENS_SCORED, evaluate_length, evaluation_budget
 
 __all__ = [
     "TrainingConfig",
@@ -288,8 +288,9 @@ class Trainer:
                                  "of it")
         self.train_tokens = train_tokens
         self.val_tokens = val_tokens
-        # validation's budget: eval_tokens targets, or all the split has (the first token has no target)
-        self.eval_tokens = min(self.config.eval_tokens, len(val_tokens) - 1) if val_tokens is not None else 0
+        # validation's budget: eval_tokens targets, or all the split has
+        self.eval_tokens = 0 if val_tokens is None else evaluation_budget(self.config.eval_tokens,
+                                                                          len(val_tokens))
         if val_tokens is not None and self.eval_tokens < self.block_size:
             raise ValueError(f"eval_tokens is {self.config.eval_tokens}, fewer than one window of block_size "
                              f"{self.block_size}; set eval_tokens >= {self.block_size}")
