@@ -808,8 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every length scores the same tokens: the first --tokens targets of the validation "
                     "split (or of --data).")
     evaluate.add_argument("run")
-    evaluate.add_argument("--data", help="evaluate on all of this text (a file or folder, or 'shakespeare') "
-                          "instead of the validation split of the run's own text")
+    evaluate.add_argument("--data", help="evaluate on this text (a file or folder, or 'shakespeare') instead "
+                          "of the validation split of the run's own text: its first --tokens targets")
     evaluate.add_argument("--lengths", type=length_list,
                           help="comma-separated window lengths, e.g. 128,256,512 "
                                "(default: the run's block size)")
