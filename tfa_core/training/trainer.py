@@ -130,10 +130,16 @@ class TrainingConfig:
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
 
+    def to_dict(self) -> dict:
+        """What a checkpoint records: every field but the retired ``eval_batches``."""
+        values = asdict(self)
+        del values["eval_batches"]
+        return values
+
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
-        """A config from :func:`dataclasses.asdict`'s output; keys it does not know are skipped, and
-        so is ``eval_batches``, which older checkpoints hold and nothing uses any more."""
+        """A config from :meth:`to_dict`'s output; keys it does not know are skipped, and so is
+        ``eval_batches``, which older checkpoints hold and nothing uses any more."""
         if not isinstance(values, dict):
             raise TypeError(f"a training config must be a dict, got {type(values).__name__}")
         known = {f.name for f in fields(cls)} - {"eval_batches"}
@@ -445,7 +451,7 @@ class Trainer:
         self.last_checkpoint = save_checkpoint(
             self.out_dir, self.model, self.step, optimizer=self.optimizer, tokenizer=self.tokenizer,
             data_generator=self.data_generator, keep=self.config.keep_checkpoints,
-            extra={"training": asdict(self.config), **self.extra}, prunable=self._written)
+            extra={"training": self.config.to_dict(), **self.extra}, prunable=self._written)
         self._written.append(self.last_checkpoint.name)
         return self.last_checkpoint
 
