@@ -62,7 +62,7 @@ def test_train_info_generate_evaluate(corpus, tmp_path, capsys):
     assert table[1].split() == ["length", "mode", "loss", "perplexity", "tokens", "scored"]
     assert [line.split()[0] for line in table[2:]] == ["16", "32", "128", "256"]
     assert [line.split()[4] for line in table[2:5]] == ["467", "467", "467"]
-    assert len(table) == 6 and "past the model's limit of 128" in table[5]
+    assert len(table) == 6 and "(cannot run 256 tokens: max_position_embeddings is 128)" in table[5]
 
 
 def test_evaluate_writes_json_and_csv_and_matches_the_runs_validation(corpus, tmp_path, capsys):

@@ -8,10 +8,13 @@ import torch.nn.functional as F
 import tfa_core.model.fast_attention as attention_module
 from tfa_core import GPTConfigALiBi, get_model
 from tfa_core.experiments.evaluation import (
+    DEFAULT_TOKENS_SCORED,
     evaluate_length,
+    evaluation_budget,
     scored_windows,
     test_length_extrapolation,
     token_losses,
+    window_stride,
 )
 
 
@@ -116,6 +119,14 @@ def test_one_input_shape_per_length_whatever_the_batch_size(tokens):
             losses.setdefault(mode, []).append(result.loss)
     for mode, values in losses.items():  # the padding rows are scored nowhere
         assert values == pytest.approx([values[0]] * 4, abs=1e-6), mode
+
+
+def test_the_default_budget_is_capped_by_the_text():
+    assert evaluation_budget(None, 100_000) == DEFAULT_TOKENS_SCORED == 32_768
+    assert evaluation_budget(None, 1000) == 999  # the first token is no target
+    assert evaluation_budget(320, 1000) == 320 and evaluation_budget(5000, 1000) == 999
+    assert [window_stride(32, "non_overlapping"), window_stride(32, "sliding"),
+            window_stride(32, "sliding", 8), window_stride(2, "sliding")] == [32, 16, 8, 1]
 
 
 def test_budget_mistakes_are_named(tokens):

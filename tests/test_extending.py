@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from tfa_core import (CausalLanguageModel, FactoredTransformer, GPTConfigALiBi, VanillaGPT,
                       estimate_model_parameters, get_model, load_checkpoint, register_model)
-from tfa_core.cli import MODELS_ENV, CommandError, import_models, main
+from tfa_core.cli import MODELS_ENV, import_models, main
 from tfa_core.experiments.inspection import attention_maps
 from tfa_core.model.common import merge_heads, split_heads
 from tfa_core.model.registry import MODEL_REGISTRY, USER_MODELS, known_position_schemes, position_scheme_of
@@ -35,7 +35,8 @@ def registry_as_it_was():
     MODEL_REGISTRY.update(models)
     USER_MODELS.clear()
     USER_MODELS.update(user)
-    sys.modules.pop("kerple_models", None)
+    for name in [name for name in sys.modules if name.startswith("tfa_user_models.")]:
+        del sys.modules[name]
 
 
 @pytest.fixture
@@ -258,13 +259,49 @@ def test_attention_maps_name_the_layers_they_cannot_read():
 def test_import_models_takes_a_file_once_and_a_module_name(example):
     first = import_models(str(example))
     assert import_models(str(example)) is first  # named twice: imported once, registered once
+    assert first.__name__ == "tfa_user_models.kerple_models" and "kerple_models" not in sys.modules
     assert "FactoredKerple" in MODEL_REGISTRY
     assert import_models("json") is json
-    shadow = example.with_name("json.py")
-    shadow.write_text("raise SystemExit('never run')\n")
-    with pytest.raises(CommandError, match="'json' is already taken by the module"):
-        import_models(str(shadow))
-    assert sys.modules["json"] is json
+
+
+def test_a_file_named_like_a_module_never_takes_its_place(tmp_path):
+    # in a fresh process: json is imported already, colorsys not yet
+    code = """if True:
+        import sys
+        from pathlib import Path
+        from tfa_core.cli import import_models
+        folder = Path(sys.argv[1])
+        for name in ("json", "colorsys"):
+            (folder / f"{name}.py").write_text(
+                "from tfa_core import register_model, FactoredTransformer\\n"
+                f"register_model('Mine_{name}', FactoredTransformer)\\n")
+        assert "colorsys" not in sys.modules
+        for name in ("json", "colorsys"):
+            mine = import_models(str(folder / f"{name}.py"))
+            assert mine.__name__ == f"tfa_user_models.{name}"
+            real = __import__(name)
+            assert real is not mine and Path(real.__file__).parent != folder, real.__file__
+        import colorsys
+        assert colorsys.rgb_to_hsv(1, 0, 0) == (0.0, 1.0, 1.0)
+        from tfa_core.model.registry import MODEL_REGISTRY
+        assert {"Mine_json", "Mine_colorsys"} <= set(MODEL_REGISTRY)
+        print("ok")
+    """
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_two_files_of_the_same_name_are_two_modules(tmp_path):
+    for folder, model in (("a", "FromA"), ("b", "FromB")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "models.py").write_text(
+            f"from tfa_core import register_model, FactoredTransformer\nregister_model('{model}', "
+            "FactoredTransformer)\n")
+    first, second = (import_models(str(tmp_path / folder / "models.py")) for folder in ("a", "b"))
+    assert (first.__name__, second.__name__) == ("tfa_user_models.models", "tfa_user_models.models_2")
+    assert {"FromA", "FromB"} <= set(MODEL_REGISTRY)
+    assert import_models(str(tmp_path / "b" / "models.py")) is second
 
 
 def test_import_mistakes_are_one_line(tmp_path, capsys):
@@ -280,7 +317,7 @@ def test_import_mistakes_are_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert re.search(words, err) and len(err.strip().splitlines()) == 1, err
-    assert "broken" not in sys.modules
+    assert "tfa_user_models.broken" not in sys.modules and "broken" not in sys.modules
 
 
 def test_tfa_models_and_the_flag_add_up(example, tmp_path, monkeypatch, capsys):
@@ -292,4 +329,3 @@ def test_tfa_models_and_the_flag_add_up(example, tmp_path, monkeypatch, capsys):
                  "--out", str(tmp_path / "r")]) == 2  # a flag mistake, after both imports
     assert "--steps: must be 1 or more" in capsys.readouterr().err
     assert {"Other", "FactoredKerple"} <= set(MODEL_REGISTRY)
-    sys.modules.pop("other_models", None)

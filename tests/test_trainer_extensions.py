@@ -214,6 +214,28 @@ def test_csv_logger_writes_every_record_and_continues_a_resumed_run(tmp_path):
                                                                     if h["kind"] == "train"]
 
 
+def test_csv_logger_never_writes_over_the_log_of_another_run(tmp_path):
+    tokens = patterned_tokens()
+    log = tmp_path / "log.csv"
+    config = settings(max_steps=2, eval_interval=2, eval_tokens=256, out_dir=str(tmp_path / "one"))
+    Trainer(tiny_model(), tokens, tokens[-200:], config, callbacks=[CSVLogger(log)]).fit()
+    before = log.read_text()
+    assert len(read_rows(log)) == 4  # the header, train 1 and 2, eval 2
+    # a fresh run (in another folder, or the same one without resume) is refused as it is made
+    for out_dir in ("two", "one"):
+        again = settings(max_steps=2, eval_interval=2, eval_tokens=256, out_dir=str(tmp_path / out_dir))
+        with pytest.raises(ValueError, match=f"{log}.*another run.*another path, or delete the file"):
+            Trainer(tiny_model(), tokens, tokens[-200:], again, callbacks=[CSVLogger(log)])
+        assert log.read_text() == before
+    with pytest.raises(ValueError, match="another run"):  # records without a Trainer: a fresh run's
+        CSVLogger(log)({"kind": "train", "step": 1, "loss": 2.0})
+    assert log.read_text() == before
+    header_only = tmp_path / "header.csv"  # a log that holds no rows yet is used
+    header_only.write_text(",".join(CSVLogger.COLUMNS) + "\n")
+    CSVLogger(header_only)({"kind": "train", "step": 1, "loss": 2.0})
+    assert read_rows(header_only)[1][:3] == ["train", "1", "2.0"]
+
+
 def test_csv_logger_refuses_a_file_of_other_columns(tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("epoch,accuracy\n1,0.5\n")

@@ -269,6 +269,17 @@ def test_eval_batches_is_retired_with_a_warning_and_old_configs_still_load():
         TrainingConfig(eval_tokens=0)
 
 
+def test_a_new_checkpoint_records_no_eval_batches(tokenizer, tokens, tmp_path):
+    with pytest.warns(DeprecationWarning, match="eval_batches=10 is no longer used"):
+        cfg = TrainingConfig(max_steps=2, batch_size=2, eval_interval=2, eval_tokens=64, eval_batches=10,
+                             out_dir=str(tmp_path), progress=False)
+    Trainer(small_model(tokenizer), tokens, tokens[-300:], cfg, tokenizer=tokenizer).fit()
+    state = json.loads((latest_checkpoint(tmp_path) / "state.json").read_text())
+    saved = state["extra"]["training"]
+    assert "eval_batches" not in saved and saved["eval_tokens"] == 64
+    assert saved == {name: value for name, value in asdict(cfg).items() if name != "eval_batches"}
+
+
 def test_a_nan_validation_loss_is_divergence_and_nothing_is_saved(tokenizer, tokens, tmp_path, monkeypatch):
     cfg = TrainingConfig(max_steps=4, batch_size=2, eval_interval=2, eval_tokens=64, out_dir=str(tmp_path),
                          progress=False)

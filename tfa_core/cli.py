@@ -21,6 +21,7 @@ import importlib.util
 import math
 import os
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -46,28 +47,45 @@ class OneLineParser(argparse.ArgumentParser):
 
 def import_models(module: str):
     """Import ``module``, which registers models with ``tfa_core.register_model``: a path to a ``.py``
-    file (imported under its file name, once however often it is named) or a module name on the
-    Python path (``mypackage.models``). Returns the module."""
+    file or a module name on the Python path (``mypackage.models``). Returns the module.
+
+    A file is imported under a name of its own, ``tfa_user_models.<file name>`` (once however often it
+    is named), so that a file named like a module of the standard library or of an installed package
+    (``statistics.py``) never takes that module's place."""
     path = Path(module)
     if module.endswith(".py") or path.is_file():
         if not path.is_file():
             raise CommandError(f"--import {module}: no such file")
-        loaded = sys.modules.get(path.stem)
-        if loaded is not None:
-            if Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
-                return loaded
-            raise CommandError(f"--import {module}: the name {path.stem!r} is already taken by the module "
-                               f"{getattr(loaded, '__file__', None) or loaded!r}; rename your file")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = loaded
-        try:
-            spec.loader.exec_module(loaded)
-        except BaseException:
-            del sys.modules[path.stem]
-            raise
-        return loaded
+        return _import_file(path)
     return importlib.import_module(module)
+
+
+USER_MODULES = "tfa_user_models"
+"""The package that the ``.py`` files of ``--import`` are imported into."""
+
+
+def _import_file(path: Path):
+    """Import the file ``path`` as ``tfa_user_models.<stem>`` (``<stem>_2``, ... for another file of the
+    same name), or return it if it was imported already."""
+    if USER_MODULES not in sys.modules:
+        package = types.ModuleType(USER_MODULES, "The .py files that tfa --import imported.")
+        package.__path__ = []  # a package, so that tfa_user_models.<stem> is an importable name
+        sys.modules[USER_MODULES] = package
+    name, n = f"{USER_MODULES}.{path.stem}", 1
+    while name in sys.modules:
+        if Path(sys.modules[name].__file__).resolve() == path.resolve():
+            return sys.modules[name]
+        n += 1
+        name = f"{USER_MODULES}.{path.stem}_{n}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded  # before it runs, as an import does: dataclasses and pickle look it up
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return loaded
 
 
 def _modules_to_import(argv: list[str]) -> list[str]:
@@ -634,7 +652,6 @@ def _evaluation_tokens(saved, args) -> torch.Tensor:
 def command_evaluate(args) -> int:
     from tfa_core.training.distributed import pick_device
     from tfa_core.training.resources import inference_bytes, require_memory
-    from tfa_core.training.trainer import TRAINING_DEFAULTS
 
     saved = _load_run(args.run, args.device)
     lengths = args.lengths or [saved.config.block_size]
@@ -645,8 +662,7 @@ def command_evaluate(args) -> int:
                        pick_device(args.device), f"evaluating batch {args.batch_size} x {length}",
                        "lower --batch-size")
     val = _evaluation_tokens(saved, args)
-    budget = _evaluation_budget(args.tokens, saved.extra.get("training"), TRAINING_DEFAULTS["eval_tokens"],
-                                val)
+    budget = _evaluation_budget(args.tokens, saved.extra.get("training"), val)
     what = "the text of --data" if args.data else "the validation split"
     print(f"scoring the same {budget:,} tokens at every length: the first of {what} ({len(val):,} tokens)")
     print(f"{'length':>8}  {'mode':<16} {'loss':>8} {'perplexity':>11} {'tokens scored':>14}")
@@ -668,13 +684,14 @@ def _describe_data(spec: dict | None) -> str:
     digest = f"SHA-256 {spec['sha256']}" if spec.get("sha256") else "no SHA-256 recorded"
     return f"{spec['source']} ({markdown}, validation fraction {spec['val_fraction']:g}, {digest})"
 
-def _evaluation_budget(tokens: int | None, training: dict | None, default: int, val) -> int:
+def _evaluation_budget(tokens: int | None, training: dict | None, val) -> int:
     """The targets ``tfa evaluate`` scores: ``--tokens``, else the run's ``eval_tokens`` (so that at the
     block size it reproduces the run's validation loss), capped by the text when that is shorter."""
+    from tfa_core.experiments.evaluation import evaluation_budget
+
     if tokens is None:
         saved = training.get("eval_tokens") if isinstance(training, dict) else None
-        tokens = saved if isinstance(saved, int) and saved >= 2 else default
-        return min(tokens, len(val) - 1)
+        return evaluation_budget(saved if isinstance(saved, int) and saved >= 2 else None, len(val))
     if tokens > len(val) - 1:
         raise CommandError(f"--tokens {tokens:,} is more than the {len(val) - 1:,} the text holds; "
                            "lower --tokens")
@@ -683,18 +700,17 @@ def _evaluation_budget(tokens: int | None, training: dict | None, default: int, 
 
 def _evaluation_row(model, val, length: int, mode: str, budget: int, batch_size: int) -> dict:
     """One row of ``tfa evaluate``'s table; a length that cannot run has no loss and a note why."""
-    from tfa_core.experiments.evaluation import evaluate_length
+    from tfa_core.experiments.evaluation import evaluate_length, window_stride
 
-    row = {"length": length, "mode": mode, "stride": length if mode == "non_overlapping" else length // 2,
-           "loss": None, "perplexity": None, "tokens_scored": 0, "note": ""}
-    if length > model.max_sequence_length:
-        row["note"] = f"past the model's limit of {model.max_sequence_length}"
-    elif length > budget:
-        row["note"] = f"longer than the {budget:,} tokens scored; raise --tokens"
-    else:
-        result = evaluate_length(model, val, length, mode, batch_size=batch_size, tokens_scored=budget)
-        row.update(loss=result.loss, perplexity=result.perplexity, tokens_scored=result.tokens_scored)
-    return row
+    if model.max_sequence_length >= length > budget:
+        return {"length": length, "mode": mode, "stride": window_stride(length, mode), "loss": None,
+                "perplexity": None, "tokens_scored": 0,
+                "note": f"longer than the {budget:,} tokens scored; raise --tokens"}
+    result = evaluate_length(model, val, length, mode, batch_size=batch_size, tokens_scored=budget)
+    ran = not result.note  # a note: past the model's limit, so no loss
+    return {"length": length, "mode": mode, "stride": result.stride, "loss": result.loss if ran else None,
+            "perplexity": result.perplexity if ran else None, "tokens_scored": result.tokens_scored,
+            "note": result.note}
 
 
 def _evaluation_line(row: dict) -> str:
@@ -793,8 +809,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every length scores the same tokens: the first --tokens targets of the validation "
                     "split (or of --data).")
     evaluate.add_argument("run")
-    evaluate.add_argument("--data", help="evaluate on all of this text (a file or folder, or 'shakespeare') "
-                          "instead of the validation split of the run's own text")
+    evaluate.add_argument("--data", help="evaluate on this text (a file or folder, or 'shakespeare') instead "
+                          "of the validation split of the run's own text: its first --tokens targets")
     evaluate.add_argument("--lengths", type=length_list,
                           help="comma-separated window lengths, e.g. 128,256,512 "
                                "(default: the run's block size)")

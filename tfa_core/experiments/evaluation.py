@@ -38,13 +38,26 @@ import torch.nn.functional as F
 
 from tfa_core.model.checks import require_int
 
-__all__ = ["DEFAULT_TOKENS_SCORED", "LengthResult", "token_losses", "scored_windows", "evaluate_length",
-           "evaluate_lengths", "test_length_extrapolation"]
+__all__ = ["DEFAULT_TOKENS_SCORED", "LengthResult", "evaluation_budget", "window_stride", "token_losses",
+           "scored_windows", "evaluate_length", "evaluate_lengths", "test_length_extrapolation"]
 
 DEFAULT_TOKENS_SCORED = 32_768
 """Targets scored when the caller names no budget (or all the text has, if fewer): the count the
 study's CPU recipe uses, seconds on a CPU for the course's models, and a multiple of every power-of-two
 length up to 32,768, so that at those lengths no window has to reach past the budget."""
+
+
+def evaluation_budget(requested: int | None, available_tokens: int) -> int:
+    """The targets an evaluation scores when the caller does not insist on a number: ``requested``
+    (``None``: :data:`DEFAULT_TOKENS_SCORED`), or all that a text of ``available_tokens`` tokens has
+    when that is fewer (``available_tokens - 1``: the first token has nothing before it to predict it)."""
+    return min(DEFAULT_TOKENS_SCORED if requested is None else requested, available_tokens - 1)
+
+
+def window_stride(length: int, mode: str, stride: int | None = None) -> int:
+    """How far apart windows of ``length`` start: ``length`` for ``"non_overlapping"`` windows,
+    ``stride`` (default half the length) for ``"sliding"`` ones."""
+    return length if mode == "non_overlapping" else (stride or max(1, length // 2))
 
 
 @dataclass
@@ -107,7 +120,7 @@ def _check_budget(tokens: torch.Tensor, length: int, tokens_scored: int | None) 
     """The number of targets to score: ``tokens_scored``, or the default budget capped by the text."""
     available = len(tokens) - 1  # the first token has nothing before it to predict it from
     if tokens_scored is None:
-        tokens_scored = min(DEFAULT_TOKENS_SCORED, available)
+        tokens_scored = evaluation_budget(None, len(tokens))
     require_int("tokens_scored", tokens_scored, minimum=1)
     if tokens_scored > available:
         raise ValueError(f"tokens_scored is {tokens_scored:,} but the text has only {available:,} targets "
@@ -159,7 +172,7 @@ def evaluate_length(model, tokens: torch.Tensor, length: int, mode: str = "non_o
     if mode not in ("non_overlapping", "sliding"):
         raise ValueError(f"mode must be 'non_overlapping' or 'sliding', got {mode!r}")
     require_int("batch_size", batch_size, minimum=1)
-    stride = length if mode == "non_overlapping" else (stride or max(1, length // 2))
+    stride = window_stride(length, mode, stride)
     if not 0 < stride <= length:
         raise ValueError(f"stride must be between 1 and the length {length}, got {stride}")
     limit = model.max_sequence_length

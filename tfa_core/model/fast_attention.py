@@ -182,8 +182,9 @@ def _compiled_flex_attention():
     only moves the cliff. So PyTorch's default, "automatic dynamic": the first shape gets a kernel for
     its sizes, and the first call whose length differs compiles once more with the length symbolic, a
     kernel that then serves every length; a different batch is one more, a batch of one another. So at
-    most four per dtype and grad mode: two for a study's evaluation in full batches, four with its
-    shorter last batches, as ``tests/test_fast_attention.py`` counts.
+    most four per dtype and grad mode, and a study's evaluation compiles two: ``evaluate_length`` pads
+    its last batch, so each length is one shape, of one batch size (``tests/test_fast_attention.py``
+    counts them).
     """
     from torch.nn.attention.flex_attention import flex_attention
 

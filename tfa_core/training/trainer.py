@@ -44,7 +44,7 @@ from tfa_core.training.checkpoint import (
 from tfa_core.data.corpus import random_batch
 from tfa_core.model.checks import require_finite, require_int
 from tfa_core.training.distributed import DistributedInfo, pick_device
-from tfa_core.experiments.evaluation import DEFAULT_TOKENS_SCORED, evaluate_length
+from tfa_core.experiments.evaluation import DEFAULT_TOKENS_SCORED, evaluate_length, evaluation_budget
 
 __all__ = [
     "TrainingConfig",
@@ -130,10 +130,16 @@ class TrainingConfig:
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
 
+    def to_dict(self) -> dict:
+        """What a checkpoint records: every field but the retired ``eval_batches``."""
+        values = asdict(self)
+        del values["eval_batches"]
+        return values
+
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
-        """A config from :func:`dataclasses.asdict`'s output; keys it does not know are skipped, and
-        so is ``eval_batches``, which older checkpoints hold and nothing uses any more."""
+        """A config from :meth:`to_dict`'s output; keys it does not know are skipped, and so is
+        ``eval_batches``, which older checkpoints hold and nothing uses any more."""
         if not isinstance(values, dict):
             raise TypeError(f"a training config must be a dict, got {type(values).__name__}")
         known = {f.name for f in fields(cls)} - {"eval_batches"}
@@ -237,7 +243,10 @@ class Trainer:
 
     ``callbacks`` are called with each history record (a dict with ``kind`` ``"train"`` or
     ``"eval"``), for instance to redraw a loss plot in a notebook or to write a ``CSVLogger`` file.
-    Under DDP they run on rank 0 only, and a record's ``loss`` is the mean over every process.
+    Under DDP they run on rank 0 only, and a record's ``loss`` is the mean over every process. A
+    callback with an ``on_start(step)`` method has it called once, as the Trainer is made, with the step
+    training starts from (0, or the step it resumes from): so a ``CSVLogger`` knows whether to continue
+    its file (a resumed run) or refuse one that holds rows (a fresh run).
 
     ``resume=True`` continues the run in ``config.out_dir`` exactly where its newest intact checkpoint
     stopped (``resume`` may also be a :class:`Checkpoint` already loaded, or its path). A folder that
@@ -285,8 +294,9 @@ class Trainer:
                                  "of it")
         self.train_tokens = train_tokens
         self.val_tokens = val_tokens
-        # validation's budget: eval_tokens targets, or all the split has (the first token has no target)
-        self.eval_tokens = min(self.config.eval_tokens, len(val_tokens) - 1) if val_tokens is not None else 0
+        # validation's budget: eval_tokens targets, or all the split has
+        self.eval_tokens = 0 if val_tokens is None else evaluation_budget(self.config.eval_tokens,
+                                                                          len(val_tokens))
         if val_tokens is not None and self.eval_tokens < self.block_size:
             raise ValueError(f"eval_tokens is {self.config.eval_tokens}, fewer than one window of block_size "
                              f"{self.block_size}; set eval_tokens >= {self.block_size}")
@@ -310,6 +320,10 @@ class Trainer:
         self.optimizer = configure_optimizer(self.model, self.config)
         if resume is not False:
             self._resume(resume)
+        if self.dist.is_main:  # where this run starts, for callbacks that keep a file of their own
+            for callback in self.callbacks:
+                if hasattr(callback, "on_start"):
+                    callback.on_start(self.step)
         self.forward = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -437,7 +451,7 @@ class Trainer:
         self.last_checkpoint = save_checkpoint(
             self.out_dir, self.model, self.step, optimizer=self.optimizer, tokenizer=self.tokenizer,
             data_generator=self.data_generator, keep=self.config.keep_checkpoints,
-            extra={"training": asdict(self.config), **self.extra}, prunable=self._written)
+            extra={"training": self.config.to_dict(), **self.extra}, prunable=self._written)
         self._written.append(self.last_checkpoint.name)
         return self.last_checkpoint
 
