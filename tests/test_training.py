@@ -367,3 +367,37 @@ def test_checkpoints_honour_the_users_umask(tokenizer, tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
     assert {stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()} == {0o644}
     assert load_checkpoint(tmp_path / "run").step == 3
+
+
+def test_compiled_training_on_a_cpu_takes_the_steps_eager_training_takes(tokenizer, tokens):
+    """``TrainingConfig(compile=True)`` on a CPU: Inductor builds C++ kernels, and two steps give the
+    losses and weights of two eager steps."""
+    from tfa_core.training import trainer as trainer_module
+
+    if not trainer_module.has_cpp_compiler():
+        pytest.skip("no C++ compiler here for Inductor")
+    results = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        model = small_model(tokenizer, dropout=0.0)
+        trainer = Trainer(model, tokens, None, TrainingConfig(max_steps=2, batch_size=4, warmup_steps=1,
+                                                              compile=compile_, progress=False, seed=0))
+        losses = [trainer.train_step()[0] for _ in range(2)]
+        results.append((losses, [p.detach().clone() for p in model.parameters()]))
+    (eager_losses, eager_weights), (compiled_losses, compiled_weights) = results
+    assert compiled_losses == pytest.approx(eager_losses, abs=1e-5)
+    for eager, compiled in zip(eager_weights, compiled_weights):
+        torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)
+
+
+def test_compile_on_a_cpu_without_a_cpp_compiler_says_why(tokenizer, tokens, monkeypatch):
+    from tfa_core.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module.shutil, "which", lambda name: None)
+    model = small_model(tokenizer)
+    with pytest.warns(RuntimeWarning, match="needs a C\\+\\+ compiler .* training runs uncompiled"):
+        trainer = Trainer(model, tokens, None, TrainingConfig(max_steps=1, batch_size=2, compile=True,
+                                                              progress=False))
+    assert trainer.forward is model
+    trainer.fit()
+    assert trainer.step == 1

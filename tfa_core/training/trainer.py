@@ -149,6 +149,24 @@ class TrainingConfig:
 TRAINING_DEFAULTS = {f.name: f.default for f in fields(TrainingConfig)}  # the CLI's defaults come from here
 
 
+def has_cpp_compiler() -> bool:
+    """Whether a C++ compiler is on the PATH (``$CXX``, ``g++``, ``c++`` or ``clang++``): on a CPU,
+    ``torch.compile`` (Inductor) builds its kernels with one."""
+    return any(shutil.which(name) for name in (os.environ.get("CXX"), "g++", "c++", "clang++") if name)
+
+
+def compiled(forward, device_type: str):
+    """``torch.compile(forward)``; on a CPU without a C++ compiler, ``forward`` itself and a warning
+    that says why, rather than a failure deep inside Inductor at the first step. On a CPU it pays
+    little (``benchmarks/compile_speed.py``: about 1.02x for the character preset on two cores): most
+    of a step is matrix products and the attention kernel, which Inductor calls as they are."""
+    if device_type == "cpu" and not has_cpp_compiler():
+        warnings.warn("torch.compile on a CPU needs a C++ compiler (g++ or clang++; set CXX to choose one) "
+                      "and none was found: training runs uncompiled", RuntimeWarning, stacklevel=3)
+        return forward
+    return torch.compile(forward)
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or the gradients stopped being finite numbers."""
 
@@ -331,7 +349,7 @@ class Trainer:
             self.forward = DistributedDataParallel(
                 self.model, device_ids=[self.dist.local_rank] if device.startswith("cuda") else None)
         if self.config.compile:
-            self.forward = torch.compile(self.forward)
+            self.forward = compiled(self.forward, self.device_type)
 
     # -- state -----------------------------------------------------------------------------
     @property
