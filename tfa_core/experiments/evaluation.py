@@ -196,7 +196,8 @@ def evaluate_length(model, tokens: torch.Tensor, length: int, mode: str = "non_o
         dist.all_reduce(sums)
         by_position, position_count = sums.cpu().split(length)
     count = int(position_count.sum())
-    assert count == tokens_scored, f"scored {count} targets of {tokens_scored}"  # every target once
+    if count != tokens_scored:  # every target exactly once: anything else is a bug in the window plan
+        raise RuntimeError(f"scored {count} targets instead of {tokens_scored}; please report this")
     mean_by_position = (by_position / position_count.clamp(min=1)).tolist()
     return LengthResult(length, mode, by_position.sum().item() / count, count, mean_by_position,
                         stride=stride)
