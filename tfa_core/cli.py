@@ -160,13 +160,19 @@ def device_name(text: str) -> str:
     return text
 
 
+def _comma_separated(text: str, parse, example: str) -> list:
+    """``text`` split at commas and each piece parsed, or the argparse error every list flag gives."""
+    try:
+        return [parse(x) for x in text.split(",")]
+    except ValueError:
+        kind = "whole numbers" if parse is int else "numbers"
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated {kind} such as {example}, got {text!r}") from None
+
+
 def length_list(text: str) -> list[int]:
     """An argparse type: comma-separated window lengths, each >= 2."""
-    try:
-        lengths = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole numbers such as 128,512, got {text!r}") from None
+    lengths = _comma_separated(text, int, "128,512")
     if any(n < 2 for n in lengths):
         raise argparse.ArgumentTypeError(f"every length must be 2 or more, got {text}")
     return lengths
@@ -174,11 +180,7 @@ def length_list(text: str) -> list[int]:
 
 def whole_list(text: str) -> list[int]:
     """An argparse type: comma-separated whole numbers (seeds), all different."""
-    try:
-        values = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole numbers such as 1337,1338,1339, got {text!r}") from None
+    values = _comma_separated(text, int, "1337,1338,1339")
     if any(v < 0 for v in values) or len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"seeds must be different whole numbers, 0 or more, got {text}")
     return values
@@ -186,11 +188,7 @@ def whole_list(text: str) -> list[int]:
 
 def rate_list(text: str) -> list[float]:
     """An argparse type: comma-separated learning rates, each above 0 and finite."""
-    try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers such as 1e-3,2e-3,4e-3, got {text!r}") from None
+    values = _comma_separated(text, float, "1e-3,2e-3,4e-3")
     if not all(math.isfinite(v) and 0 < v < 1 for v in values) or len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(
             f"learning rates must be different numbers between 0 and 1, got {text}")
