@@ -281,19 +281,21 @@ def test_one_study_evaluation_compiles_flex_attention_twice(monkeypatch):
 
 @needs_compiled_flex
 @pytest.mark.usefixtures("fresh_dynamo")
-def test_flex_attention_past_the_recompile_limit_warns_and_runs_in_query_blocks(monkeypatch):
+def test_flex_attention_past_the_recompile_limit_warns_and_runs_in_query_blocks():
     """Should dynamo refuse to compile once more (here its limit is set to one version), the call
     neither fails nor runs an uncompiled FlexAttention: it warns, naming the shape, and attends in
-    query blocks, with the same numbers."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    query blocks, with the same numbers. (The limit is set with dynamo's own ``config.patch``:
+    pytest's monkeypatch leaves dynamo's config broken for every later compilation in the process.)"""
     slopes = alibi_slopes(4)
-    for length in (64, 96):
-        q, k, v = (torch.randn(2, 4, length, 8) for _ in range(3))
-        if length == 64:
-            flex = flex_alibi_attention(q, k, v, slopes)  # the one version dynamo may keep
-        else:
-            shape = r"\(2, 4, 96, 8\)"
-            with pytest.warns(RuntimeWarning, match=rf"recompile limit \(1\) at queries of shape {shape}"):
-                flex = flex_alibi_attention(q, k, v, slopes)
-        plain = plain_attention(q, k, v, dense_bias(slopes, length, length))
-        torch.testing.assert_close(flex, plain, atol=1e-5, rtol=0)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for length in (64, 96):
+            q, k, v = (torch.randn(2, 4, length, 8) for _ in range(3))
+            if length == 64:
+                flex = flex_alibi_attention(q, k, v, slopes)  # the one version dynamo may keep
+            else:
+                warning = r"recompile limit \(1\) at queries of shape \(2, 4, 96, 8\)"
+                with pytest.warns(RuntimeWarning, match=warning):
+                    flex = flex_alibi_attention(q, k, v, slopes)
+            plain = plain_attention(q, k, v, dense_bias(slopes, length, length))
+            torch.testing.assert_close(flex, plain, atol=1e-5, rtol=0)
+    assert torch._dynamo.config.recompile_limit == 8  # and it is back
