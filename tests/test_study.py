@@ -203,6 +203,21 @@ def test_a_narrower_study_keeps_what_a_wider_one_chose(tiny_study):
     assert study_module.chosen_checkpoint(out, "Vanilla").exists()
 
 
+def test_each_variant_can_have_its_own_rates(tiny_study):
+    run, out = tiny_study
+    run(models=["FactoredALiBi", "Vanilla"], ablations=False, seeds=[1],
+        learning_rates={"FactoredALiBi": [3e-3], "Vanilla": 1e-3})  # a grid or one rate each
+    records, chosen = study_report.load_study(out)
+    assert chosen == {"FactoredALiBi": 3e-3, "Vanilla": 1e-3}
+    assert sorted((r["label"], r["learning_rate"]) for r in records) == [("FactoredALiBi", 3e-3),
+                                                                         ("Vanilla", 1e-3)]
+    with pytest.raises(ValueError, match=r"names \['Factored'\], which this study does not run"):
+        run(models=["FactoredALiBi"], ablations=False, seeds=[1], learning_rates={"Factored": [1e-3]})
+    cost = study_module.recipe_cost("cpu", models=["FactoredALiBi", "Vanilla"], ablations=False, seeds=[1, 2],
+                                    learning_rates={"FactoredALiBi": [1e-3]})
+    assert cost["runs"] == (1 + 1) + (3 + 1)  # FactoredALiBi its one rate, Vanilla the recipe's three
+
+
 def test_rates_that_share_a_file_name_are_refused(tiny_study):
     run, _ = tiny_study
     run(models=["FactoredALiBi"], ablations=False, seeds=[1], learning_rates=[0.00123])

@@ -260,6 +260,9 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
 
     ``models``: registry names (default :data:`STUDY_MODELS`); ``ablations``: add :data:`ABLATIONS`.
     ``seeds`` and ``learning_rates`` (the grid) default to the recipe's; one rate means no sweep.
+    ``learning_rates`` may also map a variant's label to its own grid, for example the rates an earlier
+    study chose, ``{label: [rate] for label, rate in chosen.items()}`` (a variant it does not name gets
+    the recipe's grid).
     ``strip_markdown``: ``None`` strips the bundled Shakespeare's markdown and leaves other text as
     it is. Writes ``report.md``, ``results.csv``, ``summary.csv``, ``sweep.csv`` and the plots
     (``study_report.py``).
@@ -273,31 +276,37 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
                      if v is not None})
     settings["lengths"] = sorted(settings["lengths"])
     seeds = list(seeds or settings["seeds"])
-    grid = sorted(learning_rates or settings["learning_rates"])
+    grids = _grids(learning_rates, settings["learning_rates"])
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be different from each other, got {seeds}")
     variants = study_variants(models, ablations)
+    if isinstance(learning_rates, dict):
+        unknown = sorted(set(learning_rates) - {v.label for v in variants})
+        if unknown:
+            raise ValueError(f"learning_rates names {unknown}, which this study does not run; the "
+                             f"variants are {[v.label for v in variants]}")
     asked_device, device = device, pick_device(device)
     if recipe == "cuda" and not device.startswith("cuda"):
-        _refuse_cuda_recipe_without_cuda(asked_device, device, models, ablations, seeds, grid, steps, data)
+        _refuse_cuda_recipe_without_cuda(asked_device, device, models, ablations, seeds, learning_rates,
+                                         steps, data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if strip_markdown is None:
         strip_markdown = markdown_stripped_by_default(data)
     study = _Study(out_dir, settings, data, strip_markdown, device)
 
-    planned = len(variants) * (len(grid) + len(seeds) - 1)
+    planned = sum(len(grids(v.label)) + len(seeds) - 1 for v in variants)
     bar = tqdm(total=planned, desc="study", unit="run", disable=not progress)
     records, chosen = [], {}
     for variant in variants:
         tried = {}
         next_rate = None
-        for rate in grid:
+        for rate in grids(variant.label):
             bar.set_postfix(variant=variant.label, lr=_rate_name(rate))
             records.append(study.run(variant, rate, seeds[0], keep_model=True))
             tried[rate] = records[-1]["tune_loss"]
             bar.update(1)
-        best, next_rate = choose_learning_rate(tried) if len(grid) > 1 else (grid[0], None)
+        best, next_rate = choose_learning_rate(tried) if len(tried) > 1 else (next(iter(tried)), None)
         for _ in range(max_extensions):
             if next_rate is None:
                 break
@@ -314,12 +323,34 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
     bar.close()
     context = dict(recipe=recipe, steps=settings["steps"], train_length=settings["block_size"],
                    batch_size=settings["batch_size"], eval_tokens=settings["eval_tokens"],
-                   learning_rate_grid=[_rate_name(r) for r in grid], max_extensions=max_extensions,
+                   learning_rate_grid=_grid_names(grids, variants), max_extensions=max_extensions,
                    seeds=seeds, device=study.device, next_token_in_context=round(study.next_in_context, 3),
                    data=data, strip_markdown=strip_markdown,
                    tuning_tokens=len(study.tune), report_tokens=len(study.report))
     _save_choices(out_dir, seeds[0], chosen, variants)
     return write_study_outputs(out_dir, records, chosen, context)
+
+
+def _grids(learning_rates, recipe_grid):
+    """``grids(label)``: the sorted rates a variant sweeps, from one grid for every variant or a
+    mapping of labels to grids (a label the mapping does not name gets the recipe's grid)."""
+    if isinstance(learning_rates, dict):
+        own = {label: sorted([rates] if isinstance(rates, (int, float)) else rates)  # one rate or a grid
+               for label, rates in learning_rates.items()}
+        for label, rates in own.items():
+            if not rates:
+                raise ValueError(f"learning_rates[{label!r}] is empty; give at least one rate")
+        return lambda label: own.get(label, sorted(recipe_grid))
+    shared = sorted(learning_rates or recipe_grid)
+    return lambda label: shared
+
+
+def _grid_names(grids, variants) -> list[str] | dict[str, list[str]]:
+    """The grid for the report's setup line: one list, or one per variant where they differ."""
+    names = {v.label: [_rate_name(r) for r in grids(v.label)] for v in variants}
+    if len({tuple(n) for n in names.values()}) <= 1:
+        return next(iter(names.values()), [])
+    return names
 
 
 def _save_choices(out_dir: Path, first_seed: int, chosen: dict[str, float], variants) -> None:
@@ -386,7 +417,7 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
     """What a recipe's study costs, before it runs (no model is built: parameters are counted on the
     ``meta`` device). Returns a dict:
 
-    - ``variants`` and ``runs``: every variant trains once at each rate of the grid and once more for
+    - ``variants`` and ``runs``: every variant trains once at each rate of its grid and once more for
       each further seed (a grid that grows past an end adds runs: this is the least);
     - ``tokens``: tokens each run trains on, ``steps x batch_size x block_size``;
     - ``train_tokens`` and ``passes``: the training split's size, and how often ``tokens`` cover it;
@@ -402,7 +433,8 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
     settings = RECIPES[recipe]
     variants = study_variants(models, ablations)
-    per_variant = len(learning_rates or settings["learning_rates"]) + len(seeds or settings["seeds"]) - 1
+    grids = _grids(learning_rates, settings["learning_rates"])
+    runs = {v.label: len(grids(v.label)) + len(seeds or settings["seeds"]) - 1 for v in variants}
     steps = steps or settings["steps"]
     _, tokenizer, train, held_out = _study_data(settings, data, markdown_stripped_by_default(data))
     config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
@@ -410,23 +442,23 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
                                       dropout=settings.get("dropout", 0.0))
     config.update_from_tokenizer(tokenizer)
     tokens = steps * settings["batch_size"] * settings["block_size"]
-    train_flops = per_variant * sum(flops_per_token(v.model, config) for v in variants) * tokens
+    train_flops = sum(runs[v.label] * flops_per_token(v.model, config) for v in variants) * tokens
     evaluated = 3 * settings["eval_tokens"]  # each length: non-overlapping once, sliding windows twice
-    eval_flops = per_variant * sum(flops_per_token(v.model, config, length) / 3 * evaluated  # forward: 1/3
-                                   for v in variants for length in settings["lengths"])
-    eval_flops += per_variant * sum(flops_per_token(v.model, config, settings["block_size"]) / 3  # tuning
-                                    * settings["eval_tokens"] for v in variants)
-    return dict(recipe=recipe, variants=len(variants), runs=per_variant * len(variants), steps=steps,
+    eval_flops = sum(runs[v.label] * flops_per_token(v.model, config, length) / 3 * evaluated  # forward: 1/3
+                     for v in variants for length in settings["lengths"])
+    eval_flops += sum(runs[v.label] * flops_per_token(v.model, config, settings["block_size"]) / 3  # tuning
+                      * settings["eval_tokens"] for v in variants)
+    return dict(recipe=recipe, variants=len(variants), runs=sum(runs.values()), steps=steps,
                 tokens=tokens, train_tokens=len(train), held_out_tokens=len(held_out),
                 passes=tokens / len(train), train_flops=train_flops, eval_flops=eval_flops,
                 flops=train_flops + eval_flops)
 
 
-def _refuse_cuda_recipe_without_cuda(asked_device: str, device: str, models, ablations, seeds, grid, steps,
-                                     data) -> None:
+def _refuse_cuda_recipe_without_cuda(asked_device: str, device: str, models, ablations, seeds,
+                                     learning_rates, steps, data) -> None:
     """The cuda recipe on a machine without CUDA: a ``ValueError`` when the device was left to
     ``"auto"``, a warning when the caller named it. Either says how long it would take here."""
-    cost = recipe_cost("cuda", models, ablations, seeds, grid, steps, data)
+    cost = recipe_cost("cuda", models, ablations, seeds, learning_rates, steps, data)
     rate = matmul_flops_per_second(device)
     hours = cost["flops"] / rate / 3600
     why = (f"the cuda recipe needs a GPU: {cost['runs']} runs x {cost['tokens']:,} training tokens, "
