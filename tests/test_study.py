@@ -1,6 +1,7 @@
 """The extrapolation study: the learning-rate rule, seeds, resuming, the report and the ablations."""
 
 import csv
+import json
 import math
 
 import pytest
@@ -97,6 +98,9 @@ def test_a_study_sweeps_rates_runs_seeds_and_reports_the_spread(tiny_study):
     endings = ("(separated by the seeds)", "(not separated by the seeds)")
     assert len(verdicts) == 4 and all(line.endswith(endings) for line in verdicts)
     assert "the next token is already in the context at" in report
+    setup = json.loads((out / "setup.json").read_text())
+    assert setup["seeds"] == [1, 2] and 0 < setup["next_token_in_context"] < 1
+    assert f"{setup['next_token_in_context']:.1%}" in report
     assert "| FactoredALiBi + V + P |" in report and "xt reads as context" in report
     for picture in ("perplexity.png", "loss_by_position.png"):
         assert (out / picture).stat().st_size > 5000

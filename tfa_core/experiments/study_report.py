@@ -104,9 +104,11 @@ def flat_rows(records: list[dict], chosen: dict[str, float]) -> list[dict]:
 
 def write_study_outputs(out_dir, records: list[dict], chosen: dict[str, float], context: dict) -> list[dict]:
     """``results.csv`` (every run, length and mode), ``summary.csv`` (mean ± sd over seeds),
-    ``sweep.csv`` (tuning loss of every rate tried), ``report.md`` and the two plots. Returns the
-    rows of ``results.csv``."""
+    ``sweep.csv`` (tuning loss of every rate tried), ``setup.json`` (the study's settings, and the
+    base rate ``next_token_in_context`` that the ablation table is read against), ``report.md`` and
+    the two plots. Returns the rows of ``results.csv``."""
     out_dir = Path(out_dir)
+    (out_dir / "setup.json").write_text(json.dumps(context, indent=1) + "\n")
     rows = flat_rows(records, chosen)
     columns = [c for c in rows[0] if c != "loss_by_position"] if rows else ["variant"]
     _write_csv(out_dir / "results.csv", rows, columns)
