@@ -220,6 +220,9 @@ def test_each_variant_can_have_its_own_rates(tiny_study):
     cost = study_module.recipe_cost("cpu", models=["FactoredALiBi", "Vanilla"], ablations=False, seeds=[1, 2],
                                     learning_rates={"FactoredALiBi": [1e-3]})
     assert cost["runs"] == (1 + 1) + (3 + 1)  # FactoredALiBi its one rate, Vanilla the recipe's three
+    with pytest.raises(ValueError, match=r"names \['GPT5'\]"):
+        study_module.recipe_cost("cpu", models=["FactoredALiBi"], ablations=False,
+                                 learning_rates={"GPT5": [1e-3]})
 
 
 def test_rates_that_share_a_file_name_are_refused(tiny_study):

@@ -276,15 +276,10 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
                      if v is not None})
     settings["lengths"] = sorted(settings["lengths"])
     seeds = list(seeds or settings["seeds"])
-    grids = _grids(learning_rates, settings["learning_rates"])
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be different from each other, got {seeds}")
     variants = study_variants(models, ablations)
-    if isinstance(learning_rates, dict):
-        unknown = sorted(set(learning_rates) - {v.label for v in variants})
-        if unknown:
-            raise ValueError(f"learning_rates names {unknown}, which this study does not run; the "
-                             f"variants are {[v.label for v in variants]}")
+    grids = _grids(learning_rates, settings["learning_rates"], variants)
     asked_device, device = device, pick_device(device)
     if recipe == "cuda" and not device.startswith("cuda"):
         _refuse_cuda_recipe_without_cuda(asked_device, device, models, ablations, seeds, learning_rates,
@@ -331,10 +326,15 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
     return write_study_outputs(out_dir, records, chosen, context)
 
 
-def _grids(learning_rates, recipe_grid):
+def _grids(learning_rates, recipe_grid, variants):
     """``grids(label)``: the sorted rates a variant sweeps, from one grid for every variant or a
-    mapping of labels to grids (a label the mapping does not name gets the recipe's grid)."""
+    mapping of labels to grids (a label the mapping does not name gets the recipe's grid; a label that
+    is not one of ``variants`` is refused by name)."""
     if isinstance(learning_rates, dict):
+        unknown = sorted(set(learning_rates) - {v.label for v in variants})
+        if unknown:
+            raise ValueError(f"learning_rates names {unknown}, which this study does not run; the "
+                             f"variants are {[v.label for v in variants]}")
         own = {label: sorted([rates] if isinstance(rates, (int, float)) else rates)  # one rate or a grid
                for label, rates in learning_rates.items()}
         for label, rates in own.items():
@@ -433,7 +433,7 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {list(RECIPES)}")
     settings = RECIPES[recipe]
     variants = study_variants(models, ablations)
-    grids = _grids(learning_rates, settings["learning_rates"])
+    grids = _grids(learning_rates, settings["learning_rates"], variants)
     runs = {v.label: len(grids(v.label)) + len(seeds or settings["seeds"]) - 1 for v in variants}
     steps = steps or settings["steps"]
     _, tokenizer, train, held_out = _study_data(settings, data, markdown_stripped_by_default(data))
