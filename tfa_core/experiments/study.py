@@ -290,13 +290,13 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
         strip_markdown = markdown_stripped_by_default(data)
     study = _Study(out_dir, settings, data, strip_markdown, device)
 
-    planned = sum(len(grids(v.label)) + len(seeds) - 1 for v in variants)
+    planned = sum(len(rates) + len(seeds) - 1 for rates in grids.values())
     bar = tqdm(total=planned, desc="study", unit="run", disable=not progress)
     records, chosen = [], {}
     for variant in variants:
         tried = {}
         next_rate = None
-        for rate in grids(variant.label):
+        for rate in grids[variant.label]:
             bar.set_postfix(variant=variant.label, lr=_rate_name(rate))
             records.append(study.run(variant, rate, seeds[0], keep_model=True))
             tried[rate] = records[-1]["tune_loss"]
@@ -318,7 +318,7 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
     bar.close()
     context = dict(recipe=recipe, steps=settings["steps"], train_length=settings["block_size"],
                    batch_size=settings["batch_size"], eval_tokens=settings["eval_tokens"],
-                   learning_rate_grid=_grid_names(grids, variants), max_extensions=max_extensions,
+                   learning_rate_grid=_grid_names(grids), max_extensions=max_extensions,
                    seeds=seeds, device=study.device, next_token_in_context=round(study.next_in_context, 3),
                    data=data, strip_markdown=strip_markdown,
                    tuning_tokens=len(study.tune), report_tokens=len(study.report))
@@ -326,28 +326,28 @@ def run_extrapolation_study(out_dir, recipe: str = "cpu", models=None, ablations
     return write_study_outputs(out_dir, records, chosen, context)
 
 
-def _grids(learning_rates, recipe_grid, variants):
-    """``grids(label)``: the sorted rates a variant sweeps, from one grid for every variant or a
-    mapping of labels to grids (a label the mapping does not name gets the recipe's grid; a label that
-    is not one of ``variants`` is refused by name)."""
-    if isinstance(learning_rates, dict):
-        unknown = sorted(set(learning_rates) - {v.label for v in variants})
-        if unknown:
-            raise ValueError(f"learning_rates names {unknown}, which this study does not run; the "
-                             f"variants are {[v.label for v in variants]}")
-        own = {label: sorted([rates] if isinstance(rates, (int, float)) else rates)  # one rate or a grid
-               for label, rates in learning_rates.items()}
-        for label, rates in own.items():
-            if not rates:
-                raise ValueError(f"learning_rates[{label!r}] is empty; give at least one rate")
-        return lambda label: own.get(label, sorted(recipe_grid))
-    shared = sorted(learning_rates or recipe_grid)
-    return lambda label: shared
+def _grids(learning_rates, recipe_grid, variants) -> dict[str, list[float]]:
+    """The sorted rates each variant sweeps, by label: one grid for every variant, or a mapping of
+    labels to grids (or single rates). A variant the mapping does not name gets the recipe's grid; a
+    label that is not one of ``variants`` is refused by name."""
+    if not isinstance(learning_rates, dict):
+        return {v.label: sorted(learning_rates or recipe_grid) for v in variants}
+    unknown = sorted(set(learning_rates) - {v.label for v in variants})
+    if unknown:
+        raise ValueError(f"learning_rates names {unknown}, which this study does not run; the "
+                         f"variants are {[v.label for v in variants]}")
+    grids = {}
+    for v in variants:
+        rates = learning_rates.get(v.label, recipe_grid)
+        grids[v.label] = sorted([rates] if isinstance(rates, (int, float)) else rates)
+        if not grids[v.label]:
+            raise ValueError(f"learning_rates[{v.label!r}] is empty; give at least one rate")
+    return grids
 
 
-def _grid_names(grids, variants) -> list[str] | dict[str, list[str]]:
+def _grid_names(grids: dict[str, list[float]]) -> list[str] | dict[str, list[str]]:
     """The grid for the report's setup line: one list, or one per variant where they differ."""
-    names = {v.label: [_rate_name(r) for r in grids(v.label)] for v in variants}
+    names = {label: [_rate_name(r) for r in rates] for label, rates in grids.items()}
     if len({tuple(n) for n in names.values()}) <= 1:
         return next(iter(names.values()), [])
     return names
@@ -434,7 +434,7 @@ def recipe_cost(recipe: str = "cuda", models=None, ablations: bool = True, seeds
     settings = RECIPES[recipe]
     variants = study_variants(models, ablations)
     grids = _grids(learning_rates, settings["learning_rates"], variants)
-    runs = {v.label: len(grids(v.label)) + len(seeds or settings["seeds"]) - 1 for v in variants}
+    runs = {label: len(rates) + len(seeds or settings["seeds"]) - 1 for label, rates in grids.items()}
     steps = steps or settings["steps"]
     _, tokenizer, train, held_out = _study_data(settings, data, markdown_stripped_by_default(data))
     config = load_alibi_config_preset(settings["preset"], block_size=settings["block_size"],
